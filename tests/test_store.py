@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -31,7 +33,7 @@ def test_create_refuses_to_overwrite(tmp_path, sentiment_prepared):
 def test_failed_import_leaves_no_workspace(tmp_path, sentiment_prepared):
     bad = sentiment_prepared
     bad.frame.loc[3, "ext_id"] = bad.frame.loc[2, "ext_id"]  # duplicate id violates UNIQUE
-    with pytest.raises(Exception):
+    with pytest.raises(sqlite3.IntegrityError):
         Workspace.create(tmp_path / "w", bad)
     with pytest.raises(StoreError, match="No workspace"):
         Workspace(tmp_path / "w")
