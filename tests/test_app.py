@@ -1,0 +1,236 @@
+"""AppTest for every page: the UI reads the store and calls the core functions.
+
+Workspaces live in a tmp SECOND_LOOK_HOME; analyses and runs are written straight into the
+store so pages render without training anything, and ``training.jobs.launch`` is replaced by a
+recorder so no background process starts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from data.store import Workspace
+
+TIMEOUT = 60
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("SECOND_LOOK_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"
+
+
+@pytest.fixture
+def launched(monkeypatch):
+    calls = []
+    from training import jobs
+
+    def fake_launch(ws, kind, params):
+        calls.append((ws.folder, kind, params))
+        return ws.create_job(kind, params)
+
+    monkeypatch.setattr(jobs, "launch", fake_launch)
+    monkeypatch.setattr(jobs, "reap", lambda ws: None)
+    return calls
+
+
+def add_analysis(ws: Workspace) -> None:
+    rows = ws.samples()
+    n = len(rows)
+    quality = np.linspace(0.01, 0.99, n)
+    flipped = {"positive": "negative", "negative": "positive"}
+    ws.save_analysis(
+        pd.DataFrame(
+            {
+                "sample_id": rows["id"],
+                "label_used": rows["label"],
+                "predicted_label": [
+                    flipped[lab] if q < 0.2 else lab
+                    for lab, q in zip(rows["label"], quality, strict=True)
+                ],
+                "predicted_prob": 0.9,
+                "given_prob": quality,
+                "label_quality": quality,
+                "is_label_issue": quality < 0.2,
+            }
+        ),
+        method="test",
+        settings={},
+        label_version=ws.label_version(),
+        summary={"n_issues": int((quality < 0.2).sum()), "timings": {}},
+    )
+
+
+@pytest.fixture
+def analysed(home, sentiment_prepared):
+    ws = Workspace.create(home / "reviews", sentiment_prepared, name="reviews")
+    add_analysis(ws)
+    return ws
+
+
+def app(page: str | None = None) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    at.run()
+    if page:
+        at.switch_page(page)
+        at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_data_page_opens_the_demo_in_one_click(home, launched):
+    at = app()
+    assert "Open the demo" in at.button(key="open_demo").label
+    at.button(key="open_demo").click().run()
+    assert not at.exception, at.exception
+    [folder] = [p for p in home.iterdir()]
+    ws = Workspace(folder)
+    assert ws.counts()["n"] == 38158
+    assert ws.label_names == ["negative", "neutral", "positive"]
+    assert launched and launched[0][1] == "analyze"
+    # The non-UTF-8 bytes of the corpus are reported, with the count of affected rows.
+    assert any("4,934" in w.value for w in at.warning)
+    assert any("Rows" == m.label for m in at.metric)
+
+
+def test_data_page_imports_a_csv_from_a_path(home, launched, tmp_path):
+    path = tmp_path / "tickets.csv"
+    pd.DataFrame({"body": [f"ticket {i}" for i in range(20)], "queue": ["a", "b"] * 10}).to_csv(
+        path, index=False
+    )
+    at = app()
+    at.text_input(key="import_path").input(str(path)).run()
+    at.selectbox(key="map_text").select("body")
+    at.selectbox(key="map_label").select("queue")
+    at.text_input(key="ws_name").input("tickets")
+    at.button(key="do_import").click().run()
+    assert not at.exception, at.exception
+    ws = Workspace(home / "tickets")
+    assert ws.counts()["n"] == 20 and ws.label_names == ["a", "b"]
+
+
+def test_data_page_shows_a_clear_error_for_bad_input(home, tmp_path):
+    path = tmp_path / "empty.csv"
+    path.write_text("")
+    at = app()
+    at.text_input(key="import_path").input(str(path)).run()
+    assert at.error and "empty" in at.error[0].value.lower()
+
+
+def test_flags_page_summarises_the_analysis(analysed, launched):
+    at = app("app_pages/issues.py")
+    labels = [m.label for m in at.metric]
+    assert "Flagged as likely label errors" in labels
+    flagged = next(m for m in at.metric if m.label.startswith("Flagged"))
+    assert flagged.value == "5"
+    at.button(key="run_analysis").click().run()
+    assert launched[-1][1] == "analyze"
+
+
+def test_review_relabel_and_undo_through_the_card(analysed):
+    at = app("app_pages/review.py")
+    # Without a reviewer name the actions are disabled.
+    assert at.button(key="rv_keep").disabled
+    at.sidebar.text_input(key="reviewer").input("ana").run()
+    first = analysed.review_queue(flagged=True, limit=1)[0].iloc[0]
+    assert first["label_quality"] == pytest.approx(0.01)
+    at.button(key="rv_accept").click().run()
+    assert not at.exception, at.exception
+    state = analysed.sample(int(first["sample_id"]))
+    assert state["label"] == first["predicted_label"] and state["reviewer"] == "ana"
+    at.button(key="rv_undo").click().run()
+    assert analysed.sample(int(first["sample_id"]))["label"] == first["label"]
+    events = analysed.events()
+    assert list(events["action"]) == ["undo", "accept"]
+
+
+def test_review_exclude_and_text_is_plain(analysed):
+    at = app("app_pages/review.py")
+    at.sidebar.text_input(key="reviewer").input("bo").run()
+    shown = at.text[0].value
+    at.button(key="rv_exclude").click().run()
+    excluded = analysed.samples().query("excluded")
+    assert excluded["text"].tolist() == [shown]
+
+
+def test_train_page_launches_a_background_job(analysed, launched):
+    at = app("app_pages/train.py")
+    at.button(key="start_training").click().run()
+    assert not at.exception, at.exception
+    kind, params = launched[-1][1], launched[-1][2]
+    assert kind == "train" and params["config"]["max_train_samples"] == 2000
+
+
+def test_train_page_rejects_a_bad_hyperparameter(analysed, launched):
+    at = app("app_pages/train.py")
+    at.number_input(key="tr_learning_rate").set_value(-1.0).run()
+    assert any("learning_rate" in e.value for e in at.error)
+    assert at.button(key="start_training").disabled
+
+
+def fake_runs(ws: Workspace) -> None:
+    job = ws.create_job("experiment", {})
+    metrics = {
+        "accuracy": 0.8,
+        "precision": 0.8,
+        "recall": 0.8,
+        "f1": 0.8,
+        "roc_auc": 0.9,
+        "confusion_matrix": [[5, 1], [1, 5]],
+        "labels": ["negative", "positive"],
+        "n": 12,
+    }
+    for frac, rows in ((0.5, 9), (1.0, 18)):
+        run = ws.create_run(
+            name=f"size {frac}",
+            config={},
+            job_id=job,
+            data={
+                "experiment": "data_size",
+                "x": frac,
+                "train_rows": rows,
+                "label_source": "curated",
+            },
+        )
+        ws.update_run(run, status="done", metrics=metrics, history=[{"step": 1, "loss": 0.6}])
+    for source in ("original", "curated"):
+        run = ws.create_run(
+            name=source,
+            config={},
+            job_id=job,
+            data={
+                "experiment": "label_quality",
+                "x": source,
+                "train_rows": 18,
+                "label_source": source,
+            },
+        )
+        ws.update_run(run, status="done", metrics=metrics)
+    ws.update_job(job, status="done")
+
+
+def test_charts_page_draws_both_curves(analysed, launched):
+    fake_runs(analysed)
+    at = app("app_pages/charts.py")
+    assert len(at.get("plotly_chart")) == 2
+    at.button(key="run_data_size").click().run()
+    assert launched[-1][2]["experiment"] == "data_size"
+
+
+def test_train_page_lists_runs_with_metrics(analysed):
+    fake_runs(analysed)
+    at = app("app_pages/train.py")
+    assert any(m.label == "Accuracy" and m.value == "0.800" for m in at.metric)
+
+
+def test_export_page_offers_the_curated_download(analysed):
+    analysed.relabel(0, "negative", reviewer="ana")
+    at = app("app_pages/export.py")
+    assert not at.exception
+    assert at.get("download_button")
