@@ -13,15 +13,15 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from app_pages.common import sidebar  # noqa: E402 - after the environment is set
 
-st.set_page_config(page_title="Second Look", page_icon="🔎", layout="wide")
+st.set_page_config(page_title="Second Look", page_icon=":material/search:", layout="wide")
 
 pages = [
-    st.Page("app_pages/data.py", title="Data", icon="📥", default=True),
-    st.Page("app_pages/issues.py", title="Predictions & flags", icon="🚩"),
-    st.Page("app_pages/review.py", title="Review", icon="✍️"),
-    st.Page("app_pages/train.py", title="Train", icon="🏋️"),
-    st.Page("app_pages/charts.py", title="Charts", icon="📈"),
-    st.Page("app_pages/export.py", title="Export", icon="📤"),
+    st.Page("app_pages/data.py", title="Data", icon=":material/upload_file:", default=True),
+    st.Page("app_pages/issues.py", title="Predictions & flags", icon=":material/flag:"),
+    st.Page("app_pages/review.py", title="Review", icon=":material/rate_review:"),
+    st.Page("app_pages/train.py", title="Train", icon=":material/model_training:"),
+    st.Page("app_pages/charts.py", title="Charts", icon=":material/show_chart:"),
+    st.Page("app_pages/export.py", title="Export", icon=":material/download:"),
 ]
 page = st.navigation(pages)
 sidebar()

@@ -49,7 +49,7 @@ def require_workspace() -> Workspace:
     ws = current_workspace()
     if ws is None:
         st.info("No dataset yet. Open the **Data** page to load the demo or import a file.")
-        st.page_link("app_pages/data.py", label="Go to Data", icon="📥")
+        st.page_link("app_pages/data.py", label="Go to Data", icon=":material/upload_file:")
         st.stop()
     return ws
 
@@ -105,11 +105,19 @@ def progress_fraction(progress: dict[str, Any] | None) -> float | None:
 
 
 def active_job(ws: Workspace, kinds: tuple[str, ...]) -> dict[str, Any] | None:
+    """The running job of one of ``kinds``, if any.
+
+    Called from polling fragments: when a job that this session saw running has ended, the
+    whole page reruns so that everything outside the fragment shows the new results.
+    """
     jobs.reap(ws)
-    for job in ws.jobs(active=True):
-        if job["kind"] in kinds:
-            return job
-    return None
+    job = next((j for j in ws.jobs(active=True) if j["kind"] in kinds), None)
+    seen_key = f"_watching_{'_'.join(kinds)}"
+    if job is not None:
+        st.session_state[seen_key] = job["id"]
+    elif st.session_state.pop(seen_key, None) is not None:
+        st.rerun(scope="app")
+    return job
 
 
 def config_form(prefix: str, **overrides: Any):

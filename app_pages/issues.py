@@ -79,7 +79,8 @@ analysis_panel()
 
 latest = ws.latest_analysis()
 if latest is None:
-    st.info("No analysis yet. It finds likely label errors; start it above.")
+    if active_job(ws, ("analyze",)) is None:
+        st.info("No analysis yet. It finds likely label errors; start it above.")
     st.stop()
 
 summary = latest["summary"] or {}
@@ -93,11 +94,16 @@ cols[0].metric("Rows scored", f"{n:,}")
 cols[1].metric(
     "Flagged as likely label errors",
     f"{flagged:,}",
-    f"{flagged / max(n, 1):.1%}",
+    f"{flagged / max(n, 1):.1%} of rows",
     delta_color="off",
+    delta_arrow="off",
 )
 cols[2].metric("Prediction ≠ label", f"{disagree:,}")
-cols[3].metric("Model accuracy vs given labels (out-of-sample)", f"{1 - disagree / max(n, 1):.1%}")
+cols[3].metric(
+    "Agreement with given labels",
+    f"{1 - disagree / max(n, 1):.1%}",
+    help="Share of rows whose out-of-sample prediction equals the given label.",
+)
 st.caption(
     f"Analysis {latest['id']} at {latest['created_at'][:19]} UTC on label version "
     f"{latest['label_version']} · {summary.get('encoder', '')} · embed "
@@ -160,4 +166,4 @@ st.dataframe(
         ),
     },
 )
-st.page_link("app_pages/review.py", label="Review flagged rows", icon="✍️")
+st.page_link("app_pages/review.py", label="Review flagged rows", icon=":material/rate_review:")

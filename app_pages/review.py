@@ -65,6 +65,14 @@ with st.container(horizontal=True):
         on_change=reset_position,
         width=180,
     )
+    st.selectbox(
+        "Encoding",
+        [ANY, "encoding fixed"],
+        key="rv_encoding",
+        on_change=reset_position,
+        width=150,
+        help="Rows whose bytes were not valid UTF-8 and were decoded as Windows-1252.",
+    )
     st.text_input("Search text", key="rv_search", on_change=reset_position, width=220)
 
 
@@ -86,6 +94,7 @@ def queue_filters() -> dict[str, Any]:
         "reviewed": tri("rv_reviewed", "reviewed", "not reviewed"),
         "split": None if split == ANY else split,
         "search": st.session_state.get("rv_search") or None,
+        "encoding_fixed": True if st.session_state.get("rv_encoding") == "encoding fixed" else None,
         "order": "quality" if st.session_state.get("rv_order", "").startswith("worst") else "row",
     }
 
@@ -152,25 +161,24 @@ def review_card() -> None:
         cols = st.columns(5)
         cols[0].metric("Original label", item["original_label"])
         cols[1].metric("Current label", item["label"])
-        if (
-            item["predicted_label"] is not None
-            and item["predicted_label"] == item["predicted_label"]
-        ):
+        if isinstance(item["predicted_label"], str):  # None/NaN before any analysis
             cols[2].metric(
                 "Model predicts",
                 item["predicted_label"],
                 f"p = {item['predicted_prob']:.2f}",
                 delta_color="off",
+                delta_arrow="off",
             )
             cols[3].metric(
                 "Label quality",
                 f"{item['label_quality']:.3f}",
                 "flagged" if item["is_label_issue"] else "not flagged",
                 delta_color="inverse" if item["is_label_issue"] else "off",
+                delta_arrow="off",
             )
         status = "excluded" if item["excluded"] else ("reviewed" if item["reviewed"] else "—")
         who_when = f" by {item['reviewer']}" if item["reviewer"] else ""
-        cols[4].metric("Status", status, who_when or None, delta_color="off")
+        cols[4].metric("Status", status, who_when or None, delta_color="off", delta_arrow="off")
 
         if not who:
             st.warning(

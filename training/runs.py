@@ -72,7 +72,8 @@ def execute_run(
     def progress(info: dict[str, Any]) -> None:
         if info.get("loss") is not None:
             history.append({k: info.get(k) for k in ("step", "loss", "epoch")})
-        ws.update_run(run_id, progress=info)
+        # The history goes along so the Train page can draw the loss curve while it trains.
+        ws.update_run(run_id, progress=info, history=history)
 
     # The run's own sample cap would re-sample the rows the experiment chose: turn it off, the
     # spec already holds exactly the rows to train on (and eval_rows the rows to test on).
