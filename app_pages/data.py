@@ -100,14 +100,7 @@ if ws is not None:
     )
     for warning in info.get("import_warnings") or []:
         st.warning(warning)
-    rows = ws.samples()
-    dist = (
-        rows.groupby(["label", "split"])
-        .size()
-        .unstack(fill_value=0)
-        .reindex(ws.label_names, fill_value=0)
-    )
-    st.dataframe(dist, width="content")
+    st.dataframe(ws.label_counts(), width="content")
 
 st.divider()
 with st.expander("Import a dataset", expanded=ws is None):

@@ -85,7 +85,15 @@ if latest is None:
 
 summary = latest["summary"] or {}
 timings = summary.get("timings", {})
-results = ws.analysis_results(latest["id"])
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def analysis_table(folder: str, analysis_id: int, label_version: int):
+    """Per-row results joined with current labels; cached per analysis and label version."""
+    return ws.analysis_results(analysis_id)
+
+
+results = analysis_table(str(ws.folder), latest["id"], ws.label_version())
 n = len(results)
 flagged = int(results["is_label_issue"].sum())
 disagree = int((results["predicted_label"] != results["label_used"]).sum())

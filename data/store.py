@@ -361,6 +361,12 @@ class Workspace:
         )[0]
         return {k: int(row[k] or 0) for k in row.keys()}
 
+    def label_counts(self) -> pd.DataFrame:
+        """Rows per current label (index, in label-name order) and split (columns)."""
+        df = self._frame("SELECT label, split, COUNT(*) AS n FROM samples GROUP BY label, split")
+        table = df.pivot(index="label", columns="split", values="n").fillna(0).astype(int)
+        return table.reindex(self.label_names, fill_value=0)
+
     def label_version(self) -> int:
         """The id of the last label event (0 before any review): names a version of the labels."""
         return int(self._read("SELECT COALESCE(MAX(id), 0) FROM label_events")[0][0])

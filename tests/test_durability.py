@@ -36,7 +36,9 @@ def test_acknowledged_relabels_survive_sigkill(tmp_path, sentiment_prepared):
     Workspace.create(tmp_path / "ws", sentiment_prepared).close()
     proc = subprocess.Popen(
         [sys.executable, "-c", CHILD, str(tmp_path / "ws")],
-        cwd=ROOT, stdout=subprocess.PIPE, text=True,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     acks = []
     for line in proc.stdout:

@@ -15,8 +15,19 @@ def test_provenance_columns_and_changes(workspace):
     workspace.relabel(0, "negative", reviewer="ana")
     workspace.set_excluded(1, reviewer="ana")
     frame = curated_frame(workspace)
-    for col in ["id", "text", "label", "original_label", "changed", "excluded", "reviewer",
-                "reviewed_at", "label_quality", "is_label_issue", "predicted_label"]:
+    for col in [
+        "id",
+        "text",
+        "label",
+        "original_label",
+        "changed",
+        "excluded",
+        "reviewer",
+        "reviewed_at",
+        "label_quality",
+        "is_label_issue",
+        "predicted_label",
+    ]:
         assert col in frame.columns
     assert frame.loc[0, "label"] == "negative" and frame.loc[0, "original_label"] == "positive"
     assert frame.loc[0, "changed"] and frame.loc[0, "reviewer"] == "ana"
@@ -25,8 +36,9 @@ def test_provenance_columns_and_changes(workspace):
 
 
 def test_csv_neutralises_formulas():
-    frame = pd.DataFrame({"text": ["=HYPERLINK(\"http://x\")", "+1", "-2", "@SUM(A1)", "fine"],
-                          "n": [1, 2, 3, 4, 5]})
+    frame = pd.DataFrame(
+        {"text": ['=HYPERLINK("http://x")', "+1", "-2", "@SUM(A1)", "fine"], "n": [1, 2, 3, 4, 5]}
+    )
     out = pd.read_csv(io.BytesIO(to_bytes(frame, "csv")), encoding="utf-8-sig")
     assert all(not str(v).startswith(("=", "+", "-", "@")) for v in out["text"])
     assert out["text"].tolist()[-1] == "fine"
