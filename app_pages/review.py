@@ -102,10 +102,15 @@ def queue_filters() -> dict[str, Any]:
 def act(sample_id: int, action: str, label: str | None = None) -> None:
     """Button callback: commit one action, then move on to the next sample."""
     who = reviewer()
+    stack = st.session_state.setdefault("rv_stack", [])
     if action == "undo":
         done = ws.undo(reviewer=who)
         st.session_state["rv_toast"] = "Undone." if done else "Nothing to undo."
+        if done and stack:  # go back to the sample whose action was reverted
+            st.session_state["rv_pos"] = stack.pop()
+            st.session_state.pop("rv_last_acted", None)
         return
+    stack.append(st.session_state.get("rv_pos", 0))
     if action in ("exclude", "include"):
         ws.set_excluded(sample_id, action == "exclude", reviewer=who)
     else:
