@@ -16,7 +16,7 @@ from app_pages.common import (
     require_workspace,
 )
 from training import jobs
-from training.finetune import resolve_device, resolve_precision
+from training.device import resolve_device, resolve_precision
 
 st.title("Train")
 ws = require_workspace()

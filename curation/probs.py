@@ -26,6 +26,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from data.demo import load_error_message, resolve_model
+from training.device import autocast_dtype, resolve_device, resolve_precision
 
 PRECISIONS = ("auto", "fp32", "bf16")
 DEVICES = ("auto", "cpu", "cuda")
@@ -133,12 +134,13 @@ class EncoderSettings:
     def describe(self) -> str:
         """Human-readable summary for the UI."""
         name = _PACKAGED_MODEL if _is_packaged(self.model) else str(self.model)
-        device = _resolve_device(self.device)
-        dtype = _resolve_dtype(self.precision, device)
-        if dtype is None:
-            how = f"fp32 on {device.upper()}"
-        else:
-            how = f"{_dtype_name(dtype)} autocast on {device.upper()}"
+        device = resolve_device(self.device)
+        precision = resolve_precision(self.precision, device)
+        how = (
+            f"fp32 on {device.upper()}"
+            if precision == "fp32"
+            else (f"{precision} autocast on {device.upper()}")
+        )
         return (
             f"{name}, max length {self.max_length}, {how}, "
             f"length-sorted batches of {self.batch_size}"
@@ -172,45 +174,6 @@ def _model_identity(model: str) -> str:
     return f"hub:{resolved}"
 
 
-def _resolve_device(device: str) -> str:
-    if device == "cpu":
-        return device
-    import torch
-
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device='cuda' but no CUDA GPU is visible; use device='auto' or 'cpu'.")
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def _resolve_dtype(precision: str, device: str) -> Any:
-    """The autocast dtype, or ``None`` for plain fp32."""
-    import torch
-
-    if precision == "fp32":
-        return None
-    if device == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if precision == "bf16" or _cpu_has_native_bf16():
-        return torch.bfloat16
-    return None
-
-
-@functools.cache
-def _cpu_has_native_bf16() -> bool:
-    # Without native bf16 instructions (AVX512-BF16 or AMX) oneDNN emulates bf16, which is
-    # slower than fp32; "auto" then stays in fp32.
-    import torch
-
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):  # pragma: no cover - torch built without oneDNN
-        return False
-
-
-def _dtype_name(dtype: Any) -> str:
-    return {"torch.bfloat16": "bf16", "torch.float16": "fp16"}.get(str(dtype), str(dtype))
-
-
 def load_encoder(settings: EncoderSettings = EncoderSettings()) -> tuple[Any, Any]:
     """Load ``(tokenizer, model)`` for ``settings.model``, in eval mode on the chosen device.
 
@@ -229,7 +192,7 @@ def load_encoder(settings: EncoderSettings = EncoderSettings()) -> tuple[Any, An
     except (OSError, ValueError) as exc:
         raise EncoderLoadError(load_error_message(resolved, exc)) from exc
     model.eval()
-    model.to(_resolve_device(settings.device))
+    model.to(resolve_device(settings.device))
     return tokenizer, model
 
 
@@ -285,7 +248,7 @@ def embed_texts(
     if missing or not texts:
         # Loaded only when something needs encoding: a fully cached call costs no model load.
         if encoder is None:
-            encoder = _cached_encoder(settings.model, _resolve_device(settings.device))
+            encoder = _cached_encoder(settings.model, resolve_device(settings.device))
     if missing:
         new = _encode(
             [first_text[h] for h in missing],
@@ -328,7 +291,7 @@ def _encode(
 
     tokenizer, model = encoder
     device = next(model.parameters()).device
-    dtype = _resolve_dtype(settings.precision, device.type)
+    dtype = autocast_dtype(resolve_precision(settings.precision, device.type))
     # Tokenize once without padding, then batch texts of similar length: padding to the longest
     # text of a batch instead of the longest overall is most of the speed-up on short texts.
     texts = [_tokenizable(t) for t in texts]

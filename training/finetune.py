@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from data.demo import load_error_message, resolve_model
-from training.config import DEVICES, PRECISIONS, TrainingConfig
+from training.config import TrainingConfig
+from training.device import resolve_device, resolve_precision
 from training.metrics import classification_metrics
 
 if TYPE_CHECKING:
@@ -56,74 +57,6 @@ class FineTuneResult:
     train_seconds: float = 0.0
     train_samples_per_second: float = 0.0
     cancelled: bool = False
-
-
-# --------------------------------------------------------------------------- device choice
-
-
-def resolve_device(device: str) -> str:
-    """Return ``"cuda"`` or ``"cpu"`` for a device choice (``auto`` picks the GPU if visible).
-
-    Raises ``ValueError`` for an unknown choice, or for ``"cuda"`` when torch sees no GPU.
-    """
-    import torch
-
-    device = _normalise_choice("device", device, DEVICES)
-    has_cuda = torch.cuda.is_available()
-    if device == "auto":
-        return "cuda" if has_cuda else "cpu"
-    if device == "cuda" and not has_cuda:
-        raise ValueError(
-            "device='cuda' was asked for but torch sees no CUDA GPU (CPU-only torch build or no "
-            "driver); use device='auto' or 'cpu'."
-        )
-    return device
-
-
-def resolve_precision(precision: str, device: str) -> str:
-    """Return ``"fp32"``, ``"bf16"`` or ``"fp16"`` for a precision choice on a resolved device.
-
-    ``auto`` means bf16 on a GPU that supports it (fp16 otherwise), and on the CPU bf16 only
-    when the CPU has native bf16 instructions (AVX512-BF16 or AMX): there bf16 autocast trains
-    faster, elsewhere it is emulated and slower than fp32.
-    """
-    import torch
-
-    precision = _normalise_choice("precision", precision, PRECISIONS)
-    device = _normalise_choice("device", device, ("cpu", "cuda"))
-    if device == "cuda":
-        bf16_ok = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-        if precision == "auto":
-            return "bf16" if bf16_ok else "fp16"
-        if precision == "bf16" and not bf16_ok:
-            raise ValueError(
-                "precision='bf16' is not supported by this GPU; use 'fp16', 'fp32' or 'auto'."
-            )
-        return precision
-    if precision == "fp16":
-        raise ValueError(
-            "precision='fp16' needs a CUDA GPU; on the CPU use 'bf16', 'fp32' or 'auto'."
-        )
-    if precision == "auto":
-        return "bf16" if _cpu_has_native_bf16() else "fp32"
-    return precision
-
-
-def _cpu_has_native_bf16() -> bool:
-    import torch
-
-    # These are private torch helpers; if they move, fall back to the always-safe fp32.
-    try:
-        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
-    except AttributeError:
-        return False
-
-
-def _normalise_choice(name: str, value: Any, allowed: Sequence[str]) -> str:
-    normalised = value.strip().lower() if isinstance(value, str) else value
-    if normalised not in allowed:
-        raise ValueError(f"{name} must be one of {', '.join(allowed)} (got {value!r}).")
-    return normalised
 
 
 # --------------------------------------------------------------------------- fine-tuning
