@@ -1,4 +1,5 @@
-"""Tests of data.readers: reading tables in every format and preparing the app's dataset."""
+"""Tests of reading tables in every format (data.readers, data.encoding) and preparing the
+app's dataset (data.prepare), through the data.readers imports the app uses."""
 
 from __future__ import annotations
 
