@@ -21,8 +21,20 @@ st.markdown(
 
 fmt = st.radio("Format", FORMATS, horizontal=True, key="export_format")
 include_meta = st.checkbox("Include metadata columns", value=True, key="export_meta")
-frame = curated_frame(ws, include_metadata=include_meta)
-st.dataframe(frame.head(10), hide_index=True, width="stretch")
+
+
+@st.cache_data(max_entries=6, show_spinner="Preparing the export…")
+def export_payload(folder: str, version: tuple[int, int | None], fmt: str, meta: bool):
+    """The frame preview and file bytes, rebuilt only when labels or the analysis change."""
+    frame = curated_frame(ws, include_metadata=meta)
+    return frame.head(10), to_bytes(frame, fmt)
+
+
+latest = ws.latest_analysis()
+preview, payload = export_payload(
+    str(ws.folder), (ws.label_version(), latest and latest["id"]), fmt, include_meta
+)
+st.dataframe(preview, hide_index=True, width="stretch")
 if fmt == "csv":
     st.caption(
         "CSV cells starting with = + - @ are prefixed with ' so a spreadsheet shows them "
@@ -30,7 +42,7 @@ if fmt == "csv":
     )
 st.download_button(
     f"Download curated dataset (.{fmt})",
-    data=to_bytes(frame, fmt),
+    data=payload,
     file_name=f"{slugify(ws.name)}-curated.{fmt}",
     mime={"csv": "text/csv", "jsonl": "application/jsonl", "parquet": "application/octet-stream"}[
         fmt

@@ -17,10 +17,6 @@ from typing import Any
 import pandas as pd
 
 FORMATS = ("csv", "jsonl", "parquet")
-PROVENANCE_COLUMNS = [
-    "id", "text", "label", "original_label", "changed", "excluded", "reviewer", "reviewed_at",
-    "label_quality", "is_label_issue", "predicted_label", "predicted_prob", "split",
-]
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
