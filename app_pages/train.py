@@ -37,7 +37,7 @@ if config is not None:
     st.caption(
         f"Runs on **{device}** in **{precision}**. On a CPU the defaults cap training at "
         f"{config.max_train_samples or 'all'} rows × {config.epochs:g} epochs and evaluation at "
-        f"{config.max_eval_samples or 'all'} test rows so a run takes a few minutes (about 35–45 "
+        f"{config.max_eval_samples or 'all'} test rows so a run takes a minute or two (about 60–80 "
         "training rows/s on 2 cores); on a GPU, clear the caps."
     )
 
