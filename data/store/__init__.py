@@ -1,0 +1,52 @@
+"""The workspace store: the only module that speaks SQL.
+
+A workspace is a folder holding ``store.sqlite`` (SQLite in WAL mode) and, under ``runs/``, the
+models that training runs saved. The database holds:
+
+- ``samples``: the imported rows (text, original label, split, metadata) plus a materialised
+  view of each row's *current* state (label, excluded, reviewed) for fast paging;
+- ``label_events``: an append-only log of every review action. The current state of a row is
+  derived from it: :meth:`Workspace.rebuild_state` recomputes the materialised columns from the
+  log alone, and every write updates both inside one transaction;
+- ``embeddings``: a per-text cache of encoder outputs, so a re-analysis only refits the classifier;
+- ``analyses`` / ``analysis_results``: predicted probabilities and cleanlab scores, with the
+  label version (the last event id) each analysis used;
+- ``jobs`` / ``runs``: background work and training runs with their config, progress, metrics.
+
+Every public write commits before it returns: when the UI says "saved", the change is on disk
+(``synchronous=FULL``), so killing the process or closing the browser loses nothing acknowledged.
+
+Example
+-------
+>>> ws = Workspace.create("/tmp/ws", prepared, name="reviews")          # doctest: +SKIP
+>>> ws.relabel(3, "positive", reviewer="ana")                            # doctest: +SKIP
+>>> ws.undo(reviewer="ana")                                              # doctest: +SKIP
+"""
+
+from data.store.base import (
+    ACTIONS,
+    DB_NAME,
+    JOB_KINDS,
+    JOB_STATUSES,
+    ORDERS,
+    StoreError,
+    list_workspaces,
+    now,
+    slugify,
+    workspaces_root,
+)
+from data.store.workspace import Workspace
+
+__all__ = [
+    "ACTIONS",
+    "DB_NAME",
+    "JOB_KINDS",
+    "JOB_STATUSES",
+    "ORDERS",
+    "StoreError",
+    "Workspace",
+    "list_workspaces",
+    "now",
+    "slugify",
+    "workspaces_root",
+]

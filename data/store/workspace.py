@@ -1,0 +1,106 @@
+"""The workspace: one imported dataset and everything done to it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from data.store.analysis import AnalysisMixin
+from data.store.base import DB_NAME, SCHEMA_VERSION, StoreBase, StoreError, now, to_json
+from data.store.jobs import JobsMixin
+from data.store.labels import LabelsMixin
+from data.store.review import ReviewMixin
+from data.store.schema import SCHEMA
+
+
+class Workspace(LabelsMixin, ReviewMixin, AnalysisMixin, JobsMixin, StoreBase):
+    """One imported dataset and everything done to it, in a folder.
+
+    Thread-safe within a process (one connection behind a lock, because Streamlit serves
+    sessions from several threads) and safe across processes (WAL mode, busy timeout), so the UI
+    and background jobs can share a workspace.
+    """
+
+    @classmethod
+    def create(
+        cls,
+        folder: str | os.PathLike,
+        prepared: Any,
+        *,
+        name: str | None = None,
+        source: str = "",
+        overwrite: bool = False,
+    ) -> Workspace:
+        """Create a workspace from a :class:`data.readers.PreparedDataset`.
+
+        All rows go in one transaction: on any error nothing is left half-imported.
+        """
+        folder = Path(folder).expanduser().resolve()
+        db_path = folder / DB_NAME
+        if db_path.exists():
+            if not overwrite:
+                raise StoreError(
+                    f"A workspace already exists at {folder}. Open it, choose another name, or "
+                    "pass overwrite=True to replace it."
+                )
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp_path = folder / (DB_NAME + ".importing")
+        for leftover in folder.glob(DB_NAME + ".importing*"):
+            leftover.unlink()
+        frame: pd.DataFrame = prepared.frame
+        conn = cls._connect(tmp_path)
+        try:
+            conn.executescript(SCHEMA)
+            conn.execute("BEGIN IMMEDIATE")
+            rows = zip(
+                range(len(frame)),
+                frame["ext_id"].astype(str),
+                frame["text"],
+                frame["label"],
+                frame["split"],
+                (to_json(m) for m in frame["meta"]),
+                frame["encoding_fixed"].astype(int),
+                frame["label"],
+                strict=True,
+            )
+            conn.executemany(
+                "INSERT INTO samples (id, ext_id, text, original_label, split, meta,"
+                " encoding_fixed, label) VALUES (?,?,?,?,?,?,?,?)",
+                rows,
+            )
+            info = {
+                "schema_version": SCHEMA_VERSION,
+                "name": name or folder.name,
+                "source": source,
+                "created_at": now(),
+                "label_names": list(prepared.label_names),
+                "text_column": prepared.text_column,
+                "label_column": prepared.label_column,
+                "id_column": prepared.id_column,
+                "split_column": prepared.split_column,
+                "split_seed": prepared.split_seed,
+                "test_size": prepared.test_size,
+                "encoding": prepared.encoding,
+                "import_warnings": list(prepared.warnings),
+                "dropped_rows": int(getattr(prepared, "dropped_rows", 0)),
+                "meta_columns": sorted({k for m in frame["meta"].head(1000) for k in m}),
+            }
+            conn.executemany(
+                "INSERT INTO meta (key, value) VALUES (?, ?)",
+                [(k, to_json(v)) for k, v in info.items()],
+            )
+            conn.execute("COMMIT")
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except BaseException:
+            conn.close()
+            for leftover in folder.glob(DB_NAME + ".importing*"):
+                leftover.unlink()
+            raise
+        conn.close()
+        os.replace(tmp_path, db_path)  # the workspace appears whole or not at all
+        return cls(folder)
