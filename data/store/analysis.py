@@ -93,6 +93,15 @@ class AnalysisMixin:
                     strict=True,
                 ),
             )
+            # The review queue reads the latest analysis from `samples` (one indexed table).
+            conn.execute(
+                "UPDATE samples SET predicted_label = r.predicted_label,"
+                " predicted_prob = r.predicted_prob, label_quality = r.label_quality,"
+                " is_label_issue = r.is_label_issue,"
+                " disagrees = (r.predicted_label != samples.label)"
+                " FROM analysis_results r WHERE r.analysis_id = ? AND r.sample_id = samples.id",
+                (aid,),
+            )
             # Keep the two newest analyses' rows: history stays in `analyses`, but the
             # per-row results of old ones only cost space.
             conn.execute(

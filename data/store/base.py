@@ -16,12 +16,15 @@ import numpy as np
 import pandas as pd
 
 DB_NAME = "store.sqlite"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
-ACTIONS = ("confirm", "accept", "relabel", "exclude", "include", "undo")
+# Label-setting actions: keep the label, take the model's suggestion, choose another, or settle
+# a conflict between reviewers. "undo" must stay last (apply_actions refuses it).
+LABEL_ACTIONS = ("confirm", "accept", "relabel", "resolve")
+ACTIONS = (*LABEL_ACTIONS, "exclude", "include", "undo")
 JOB_KINDS = ("analyze", "train", "experiment")
 JOB_STATUSES = ("queued", "running", "done", "failed", "cancelled")
-ORDERS = ("quality", "row")
+ORDERS = ("quality", "uncertainty", "random", "row")
 
 
 class StoreError(RuntimeError):

@@ -10,8 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from data.store.base import ACTIONS, StoreError, check_reviewer, chunks, now
-from data.store.schema import STATE_SQL
+from data.store.base import ACTIONS, LABEL_ACTIONS, StoreError, check_reviewer, chunks, now
 
 
 class LabelsMixin:
@@ -19,11 +18,12 @@ class LabelsMixin:
         """Rows with their current state, in import order.
 
         Columns: id, ext_id, text, original_label, label, split, excluded, reviewed, reviewer,
-        reviewed_at, encoding_fixed (and ``meta`` as dicts when ``with_meta``).
+        reviewed_at, n_reviewers, conflict, encoding_fixed (and ``meta`` as dicts when
+        ``with_meta``).
         """
         cols = (
             "id, ext_id, text, original_label, label, split, excluded, reviewed, reviewer,"
-            " reviewed_at, encoding_fixed" + (", meta" if with_meta else "")
+            " reviewed_at, n_reviewers, conflict, encoding_fixed" + (", meta" if with_meta else "")
         )
         if ids is None:
             df = self._frame(f"SELECT {cols} FROM samples ORDER BY id")
@@ -42,7 +42,7 @@ class LabelsMixin:
                 else self._frame(f"SELECT {cols} FROM samples WHERE 0")
             )
             df = df.set_index("id").loc[ids].reset_index()
-        for col in ("excluded", "reviewed", "encoding_fixed"):
+        for col in ("excluded", "reviewed", "conflict", "encoding_fixed"):
             df[col] = df[col].astype(bool)
         if with_meta:
             df["meta"] = [json.loads(m) if m else {} for m in df["meta"]]
@@ -67,9 +67,9 @@ class LabelsMixin:
         ``action`` says why: ``"confirm"`` (keep the label), ``"accept"`` (take the model's
         suggestion) or ``"relabel"`` (the reviewer chose another label).
         """
-        if action not in ("confirm", "accept", "relabel"):
+        if action not in LABEL_ACTIONS:
             raise ValueError(
-                f"Unknown action {action!r}; valid: 'confirm', 'accept', 'relabel' "
+                f"Unknown action {action!r}; valid: {list(LABEL_ACTIONS)} "
                 "(use set_excluded to exclude or include)."
             )
         return self.apply_actions([(sample_id, action, new_label)], reviewer=reviewer)[0]
@@ -92,7 +92,7 @@ class LabelsMixin:
         for sample_id, action, label in actions:
             if action not in ACTIONS or action == "undo":
                 raise ValueError(f"Unknown action {action!r}; valid: {list(ACTIONS[:-1])}.")
-            if action in ("confirm", "accept", "relabel") and label not in labels:
+            if action in LABEL_ACTIONS and label not in labels:
                 raise ValueError(
                     f"Unknown label {label!r} for sample {sample_id}; valid: {sorted(labels)}."
                 )
@@ -149,11 +149,40 @@ class LabelsMixin:
     @staticmethod
     def _refresh_state(conn: sqlite3.Connection, sample_id: int) -> None:
         """Recompute one sample's materialised state from its events (the log is the truth)."""
-        conn.execute(STATE_SQL + " WHERE s.id = ?", (sample_id,))
+        events = conn.execute(
+            "SELECT e.action, e.new_label, e.new_excluded, e.reviewer, e.created_at,"
+            " EXISTS (SELECT 1 FROM label_events u WHERE u.undoes_batch = e.batch_id) AS undone"
+            " FROM label_events e WHERE e.sample_id = ? ORDER BY e.id",
+            (sample_id,),
+        ).fetchall()
+        original = conn.execute(
+            "SELECT original_label FROM samples WHERE id = ?", (sample_id,)
+        ).fetchone()[0]
+        state = derive_state(original, [dict(e) for e in events])
+        conn.execute(
+            "UPDATE samples SET label = :label, excluded = :excluded, reviewed = :reviewed,"
+            " reviewer = :reviewer, reviewed_at = :reviewed_at, n_reviewers = :n_reviewers,"
+            " conflict = :conflict,"
+            " disagrees = (predicted_label IS NOT NULL AND predicted_label != :label)"
+            " WHERE id = :id",
+            {**state, "id": sample_id},
+        )
 
     def rebuild_state(self) -> None:
         """Recompute every sample's current state from the event log alone."""
-        self._write(lambda c: c.execute(STATE_SQL))
+
+        def rebuild(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "UPDATE samples SET label = original_label, excluded = 0, reviewed = 0,"
+                " reviewer = NULL, reviewed_at = NULL, n_reviewers = 0, conflict = 0,"
+                " disagrees = (predicted_label IS NOT NULL AND predicted_label != original_label)"
+            )
+            for (sample_id,) in conn.execute(
+                "SELECT DISTINCT sample_id FROM label_events"
+            ).fetchall():
+                self._refresh_state(conn, int(sample_id))
+
+        self._write(rebuild)
 
     def undo(self, *, reviewer: str) -> list[int]:
         """Revert ``reviewer``'s last action (a whole batch) by appending events.
@@ -209,3 +238,48 @@ class LabelsMixin:
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
         return self._frame(sql, params)
+
+
+def derive_state(original_label: str, events: list[dict[str, Any]]) -> dict[str, Any]:
+    """A sample's current state from its events, oldest first.
+
+    The last event sets the label and exclusion (an ``undo`` event restores the earlier ones).
+    A sample is reviewed while it has an action that was not undone; its reviewer is the one
+    of the latest such action. It is *conflicting* when, since the last ``resolve``, reviewers'
+    latest labels differ: the later one wins, and the sample is marked for a look.
+
+    >>> derive_state("pos", [])["label"]
+    'pos'
+    >>> ev = lambda who, lab: {"action": "relabel", "new_label": lab, "new_excluded": 0,
+    ...                        "reviewer": who, "created_at": "t", "undone": 0}
+    >>> s = derive_state("pos", [ev("ana", "neg"), ev("bo", "pos")])
+    >>> s["label"], s["conflict"], s["n_reviewers"]
+    ('pos', 1, 2)
+    """
+    if not events:
+        return {
+            "label": original_label,
+            "excluded": 0,
+            "reviewed": 0,
+            "reviewer": None,
+            "reviewed_at": None,
+            "n_reviewers": 0,
+            "conflict": 0,
+        }
+    last = events[-1]
+    effective = [e for e in events if e["action"] != "undo" and not e["undone"]]
+    latest_by_reviewer: dict[str, str] = {}
+    for e in effective:
+        if e["action"] == "resolve":
+            latest_by_reviewer = {}
+        elif e["action"] in LABEL_ACTIONS:
+            latest_by_reviewer[e["reviewer"]] = e["new_label"]
+    return {
+        "label": last["new_label"],
+        "excluded": int(last["new_excluded"]),
+        "reviewed": int(bool(effective)),
+        "reviewer": effective[-1]["reviewer"] if effective else None,
+        "reviewed_at": effective[-1]["created_at"] if effective else None,
+        "n_reviewers": len({e["reviewer"] for e in effective}),
+        "conflict": int(len(set(latest_by_reviewer.values())) > 1),
+    }

@@ -1,17 +1,38 @@
-"""What reviewers see: the review queue, its filters and orders."""
+"""What reviewers see and do in bulk: the review queue, its filters and orders, bulk actions,
+the double-review overlap, per-reviewer progress.
+
+Everything here reads the ``samples`` table alone: the latest analysis is copied into it, and
+its indexes cover each filter with the order, so a page of samples stays fast at a million rows.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
 
-from data.store.base import ORDERS
+from data.store.base import LABEL_ACTIONS, ORDERS
+
+_ORDER_SQL = {
+    # Likeliest label errors first (rows without an analysis last).
+    "quality": " ORDER BY s.label_quality IS NULL, s.label_quality, s.id",
+    # Most useful for the model: its least confident predictions first.
+    "uncertainty": " ORDER BY s.predicted_prob IS NULL, s.predicted_prob, s.id",
+    # For unbiased estimates of the error rate: a fixed random order.
+    "random": " ORDER BY s.rand, s.id",
+    "row": " ORDER BY s.id",
+}
+_PAGE_COLUMNS = (
+    "s.id AS sample_id, s.ext_id, s.text, s.original_label, s.label, s.split, s.excluded,"
+    " s.reviewed, s.reviewer, s.reviewed_at, s.n_reviewers, s.conflict, s.overlap,"
+    " s.encoding_fixed, s.predicted_label, s.predicted_prob, s.label_quality, s.is_label_issue"
+)
 
 
 class ReviewMixin:
-    def review_queue(
+    def _where(
         self,
         *,
-        analysis_id: int | None = None,
         flagged: bool | None = None,
         disagrees: bool | None = None,
         label: str | None = None,
@@ -19,59 +40,215 @@ class ReviewMixin:
         split: str | None = None,
         search: str | None = None,
         encoding_fixed: bool | None = None,
-        order: str = "quality",
-        offset: int = 0,
-        limit: int = 20,
-    ) -> tuple[pd.DataFrame, int]:
-        """One page of samples for review, and the total matching the filters.
-
-        ``order="quality"`` puts the lowest label quality (likeliest errors) first;
-        ``"row"`` keeps import order. Filters set to ``None`` are off. ``disagrees`` compares
-        the model's prediction with the *current* label. ``search`` is a case-insensitive
-        substring of the text.
-        """
-        if order not in ORDERS:
-            raise ValueError(f"Unknown order {order!r}; valid: {list(ORDERS)}.")
-        aid = self._analysis_id(analysis_id)
-        where, params = [], []
-
-        def cond(flag: bool | None, sql_true: str, sql_false: str) -> None:
+        conflict: bool | None = None,
+        min_prob: float | None = None,
+        for_reviewer: str | None = None,
+        ids: list[int] | None = None,
+    ) -> tuple[str, list[Any]]:
+        where: list[str] = []
+        params: list[Any] = []
+        for flag, column in (
+            (flagged, "is_label_issue"),
+            (disagrees, "disagrees"),
+            (reviewed, "reviewed"),
+            (encoding_fixed, "encoding_fixed"),
+            (conflict, "conflict"),
+        ):
             if flag is not None:
-                where.append(sql_true if flag else sql_false)
-
-        cond(flagged, "r.is_label_issue = 1", "COALESCE(r.is_label_issue, 0) = 0")
-        cond(disagrees, "r.predicted_label != s.label", "r.predicted_label = s.label")
-        cond(reviewed, "s.reviewed = 1", "s.reviewed = 0")
-        cond(encoding_fixed, "s.encoding_fixed = 1", "s.encoding_fixed = 0")
+                where.append(f"s.{column} = {1 if flag else 0}")
         if label is not None:
             where.append("s.label = ?")
             params.append(label)
         if split is not None:
             where.append("s.split = ?")
             params.append(split)
+        if min_prob is not None:
+            where.append("s.predicted_prob >= ?")
+            params.append(float(min_prob))
         if search:
-            where.append("s.text LIKE ? ESCAPE '\\'")
-            escaped = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            params.append(f"%{escaped}%")
-        base = (
-            " FROM samples s LEFT JOIN analysis_results r"
-            " ON r.sample_id = s.id AND r.analysis_id = ?"
-        )
-        clause = (" WHERE " + " AND ".join(where)) if where else ""
-        total = int(self._read("SELECT COUNT(*)" + base + clause, [aid, *params])[0][0])
-        order_sql = (
-            " ORDER BY r.label_quality IS NULL, r.label_quality, s.id"
-            if order == "quality"
-            else " ORDER BY s.id"
-        )
+            if len(search) >= 3:
+                # The trigram index answers substring queries; a quoted phrase is literal.
+                where.append("s.id IN (SELECT rowid FROM samples_fts WHERE samples_fts MATCH ?)")
+                params.append('"' + search.replace('"', '""') + '"')
+            else:
+                where.append("s.text LIKE ? ESCAPE '\\'")
+                escaped = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+                params.append(f"%{escaped}%")
+        if for_reviewer is not None:
+            # A reviewer's queue: rows nobody reviewed, plus double-review rows still waiting
+            # for a second reviewer that this reviewer has not labeled yet.
+            where.append(
+                "(s.reviewed = 0 OR (s.overlap = 1 AND s.n_reviewers < 2 AND NOT EXISTS ("
+                "SELECT 1 FROM label_events e WHERE e.sample_id = s.id AND e.reviewer = ?"
+                " AND e.action != 'undo')))"
+            )
+            params.append(for_reviewer)
+        if ids is not None:
+            where.append(f"s.id IN ({','.join(str(int(i)) for i in ids) or 'NULL'})")
+        return ((" WHERE " + " AND ".join(where)) if where else ""), params
+
+    def review_queue(
+        self,
+        *,
+        order: str = "quality",
+        offset: int = 0,
+        limit: int = 20,
+        **filters: Any,
+    ) -> tuple[pd.DataFrame, int]:
+        """One page of samples for review, and the total matching the filters.
+
+        Orders: ``"quality"`` (lowest label quality, the likeliest errors, first),
+        ``"uncertainty"`` (the model's least confident predictions first), ``"random"`` (a
+        fixed random order, for unbiased estimates) and ``"row"`` (import order).
+
+        Filters (``None`` = off): ``flagged``, ``disagrees`` (prediction != current label),
+        ``label`` (current), ``reviewed``, ``split``, ``search`` (case-insensitive substring),
+        ``encoding_fixed``, ``conflict``, ``min_prob`` (predicted probability >= value),
+        ``for_reviewer`` (that reviewer's queue, double review included), ``ids``.
+        """
+        if order not in ORDERS:
+            raise ValueError(f"Unknown order {order!r}; valid: {list(ORDERS)}.")
+        clause, params = self._where(**filters)
+        total = int(self._read("SELECT COUNT(*) FROM samples s" + clause, params)[0][0])
         page = self._frame(
-            "SELECT s.id AS sample_id, s.ext_id, s.text, s.original_label, s.label, s.split,"
-            " s.excluded, s.reviewed, s.reviewer, s.reviewed_at, s.encoding_fixed,"
-            " r.predicted_label, r.predicted_prob, r.given_prob, r.label_quality,"
-            " r.is_label_issue" + base + clause + order_sql + " LIMIT ? OFFSET ?",
-            [aid, *params, int(limit), int(offset)],
+            f"SELECT {_PAGE_COLUMNS} FROM samples s{clause}{_ORDER_SQL[order]} LIMIT ? OFFSET ?",
+            [*params, int(limit), int(offset)],
         )
-        for col in ("excluded", "reviewed", "encoding_fixed"):
+        for col in (
+            "excluded",
+            "reviewed",
+            "conflict",
+            "overlap",
+            "encoding_fixed",
+            "is_label_issue",
+        ):
             page[col] = page[col].astype(bool)
-        page["is_label_issue"] = page["is_label_issue"].fillna(0).astype(bool)
         return page, total
+
+    def review_ids(self, **filters: Any) -> list[int]:
+        """Every sample id matching the filters (see :meth:`review_queue`), in row order."""
+        clause, params = self._where(**filters)
+        return [
+            int(r[0])
+            for r in self._read(f"SELECT s.id FROM samples s{clause} ORDER BY s.id", params)
+        ]
+
+    def bulk_apply(
+        self, *, action: str, reviewer: str, label: str | None = None, **filters: Any
+    ) -> list[int]:
+        """Apply one action to every sample matching the filters, as one undoable batch.
+
+        ``action="accept"`` takes each row's own model suggestion (rows without a prediction
+        are skipped); ``"relabel"``/``"confirm"`` need ``label`` (confirm keeps each row's
+        current label when ``label`` is None); ``"exclude"``/``"include"`` change exclusion.
+        Returns the new event ids; a single :meth:`undo` reverts them all.
+        """
+        valid = ("accept", "relabel", "confirm", "exclude", "include")
+        if action not in valid:
+            raise ValueError(f"Unknown bulk action {action!r}; valid: {list(valid)}.")
+        if action == "relabel" and label is None:
+            raise ValueError("A bulk relabel needs a label: pass label=...")
+        clause, params = self._where(**filters)
+        rows = self._read(
+            f"SELECT s.id, s.label, s.predicted_label FROM samples s{clause} ORDER BY s.id", params
+        )
+        actions: list[tuple[int, str, str | None]] = []
+        for sample_id, current, predicted in rows:
+            if action == "accept":
+                if predicted is None:
+                    continue
+                actions.append((int(sample_id), "accept", predicted))
+            elif action in LABEL_ACTIONS:
+                actions.append((int(sample_id), action, label or current))
+            else:
+                actions.append((int(sample_id), action, None))
+        if not actions:
+            return []
+        return self.apply_actions(actions, reviewer=reviewer)
+
+    # -- double review and reviewers -------------------------------------------------------
+    def set_overlap(self, share: float) -> int:
+        """Put a fixed random ``share`` of the samples in the double-review set.
+
+        Those samples are shown to two reviewers (see ``for_reviewer``) so their agreement can
+        be measured. Returns the number of samples in the set.
+        """
+        if not 0 <= share <= 1:
+            raise ValueError(f"share must be between 0 and 1 (got {share}).")
+        cutoff = int(round(share * 2**31))
+
+        def write(conn) -> int:
+            conn.execute("UPDATE samples SET overlap = (rand < ?)", (cutoff,))
+            return int(conn.execute("SELECT COUNT(*) FROM samples WHERE overlap = 1").fetchone()[0])
+
+        n = self._write(write)
+        self.set_info("overlap_share", float(share))
+        return n
+
+    def reviewer_labels(self) -> pd.DataFrame:
+        """Each reviewer's latest label per sample (undone actions left out).
+
+        Columns: sample_id, reviewer, label. The input to ``curation.reviewing.agreement``.
+        """
+        return self._frame(
+            "SELECT e.sample_id, e.reviewer, e.new_label AS label FROM label_events e"
+            " WHERE e.action IN ('confirm', 'accept', 'relabel')"
+            " AND NOT EXISTS (SELECT 1 FROM label_events u WHERE u.undoes_batch = e.batch_id)"
+            " AND e.id = (SELECT MAX(f.id) FROM label_events f WHERE f.sample_id = e.sample_id"
+            "   AND f.reviewer = e.reviewer AND f.action IN ('confirm', 'accept', 'relabel')"
+            "   AND NOT EXISTS (SELECT 1 FROM label_events v WHERE v.undoes_batch = f.batch_id))"
+            " ORDER BY e.sample_id, e.reviewer"
+        )
+
+    def reviewer_progress(self) -> pd.DataFrame:
+        """Per reviewer: actions, samples touched, labels changed, undos, first and last action."""
+        return self._frame(
+            "SELECT reviewer, COUNT(*) AS actions, COUNT(DISTINCT sample_id) AS samples,"
+            " SUM(action IN ('accept', 'relabel', 'resolve') AND new_label != old_label)"
+            " AS labels_changed,"
+            " SUM(action = 'confirm') AS confirmed, SUM(action = 'exclude') AS excluded,"
+            " SUM(action = 'undo') AS undos, MIN(created_at) AS first_action,"
+            " MAX(created_at) AS last_action"
+            " FROM label_events GROUP BY reviewer ORDER BY actions DESC"
+        )
+
+    def flag_review_counts(self) -> dict[str, int]:
+        """Flagged rows of the latest analysis: reviewed, of those found wrong (label changed or
+        excluded), and not yet reviewed. The input to ``curation.reviewing.remaining_errors``."""
+        row = self._read(
+            "SELECT SUM(reviewed) AS reviewed,"
+            " SUM(reviewed AND (label != original_label OR excluded)) AS errors,"
+            " SUM(NOT reviewed) AS unreviewed FROM samples WHERE is_label_issue = 1"
+        )[0]
+        return {k: int(row[k] or 0) for k in ("reviewed", "errors", "unreviewed")}
+
+    def audit_log(
+        self,
+        *,
+        reviewer: str | None = None,
+        action: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        limit: int | None = None,
+    ) -> pd.DataFrame:
+        """The event log joined with each sample's id and text, newest first, filtered by
+        reviewer, action and ISO time bounds (``since`` inclusive, ``until`` exclusive)."""
+        where, params = [], []
+        for value, sql in (
+            (reviewer, "e.reviewer = ?"),
+            (action, "e.action = ?"),
+            (since, "e.created_at >= ?"),
+            (until, "e.created_at < ?"),
+        ):
+            if value:
+                where.append(sql)
+                params.append(value)
+        clause = (" WHERE " + " AND ".join(where)) if where else ""
+        tail = f" LIMIT {int(limit)}" if limit is not None else ""
+        return self._frame(
+            "SELECT e.id AS event_id, e.created_at, e.reviewer, e.action, s.ext_id, e.sample_id,"
+            " e.old_label, e.new_label, e.old_excluded, e.new_excluded, e.batch_id,"
+            " e.undoes_batch, s.text FROM label_events e JOIN samples s ON s.id = e.sample_id"
+            f"{clause} ORDER BY e.id DESC{tail}",
+            params,
+        )

@@ -1,4 +1,4 @@
-"""The database schema, and the SQL that derives a sample's state from its label events."""
+"""The database schema (one version; `Workspace.create` writes it)."""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -15,10 +15,33 @@ CREATE TABLE IF NOT EXISTS samples (
     excluded INTEGER NOT NULL DEFAULT 0,
     reviewed INTEGER NOT NULL DEFAULT 0,
     reviewer TEXT,
-    reviewed_at TEXT
+    reviewed_at TEXT,
+    n_reviewers INTEGER NOT NULL DEFAULT 0,
+    conflict INTEGER NOT NULL DEFAULT 0,
+    -- in the double-review set (Workspace.set_overlap)
+    overlap INTEGER NOT NULL DEFAULT 0,
+    -- a fixed random key per row: the "random" review order, and the overlap draw
+    rand INTEGER NOT NULL DEFAULT 0,
+    -- the latest analysis, copied here so the review queue is one indexed table at 1M rows
+    predicted_label TEXT,
+    predicted_prob REAL,
+    label_quality REAL,
+    is_label_issue INTEGER NOT NULL DEFAULT 0,
+    disagrees INTEGER NOT NULL DEFAULT 0
 );
-CREATE INDEX IF NOT EXISTS samples_label ON samples(label);
-CREATE INDEX IF NOT EXISTS samples_split ON samples(split);
+CREATE INDEX IF NOT EXISTS samples_label ON samples(label, label_quality);
+CREATE INDEX IF NOT EXISTS samples_split ON samples(split, label_quality);
+CREATE INDEX IF NOT EXISTS samples_quality ON samples(label_quality);
+CREATE INDEX IF NOT EXISTS samples_flagged ON samples(is_label_issue, label_quality);
+CREATE INDEX IF NOT EXISTS samples_reviewed ON samples(reviewed, label_quality);
+CREATE INDEX IF NOT EXISTS samples_disagrees ON samples(disagrees, label_quality);
+CREATE INDEX IF NOT EXISTS samples_prob ON samples(predicted_prob);
+CREATE INDEX IF NOT EXISTS samples_rand ON samples(rand);
+CREATE INDEX IF NOT EXISTS samples_conflict ON samples(conflict) WHERE conflict = 1;
+-- Substring search over the text without scanning every row (trigram index; text never changes).
+CREATE VIRTUAL TABLE IF NOT EXISTS samples_fts USING fts5(
+    text, content='samples', content_rowid='id', tokenize='trigram'
+);
 CREATE TABLE IF NOT EXISTS label_events (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     sample_id INTEGER NOT NULL REFERENCES samples(id),
@@ -34,6 +57,8 @@ CREATE TABLE IF NOT EXISTS label_events (
 );
 CREATE INDEX IF NOT EXISTS events_sample ON label_events(sample_id, id);
 CREATE INDEX IF NOT EXISTS events_reviewer ON label_events(reviewer, id);
+CREATE INDEX IF NOT EXISTS events_batch ON label_events(batch_id);
+CREATE INDEX IF NOT EXISTS events_undoes ON label_events(undoes_batch) WHERE undoes_batch IS NOT NULL;
 CREATE TABLE IF NOT EXISTS embeddings (
     model_key TEXT NOT NULL,
     text_hash TEXT NOT NULL,
@@ -88,27 +113,4 @@ CREATE TABLE IF NOT EXISTS runs (
     created_at TEXT NOT NULL,
     finished_at TEXT
 );
-"""
-
-
-# A sample's state from its events: the last event decides label and exclusion; a sample counts
-# as reviewed while it has an action that was not undone.
-STATE_SQL = """
-UPDATE samples AS s SET
-    label = COALESCE(
-        (SELECT new_label FROM label_events e WHERE e.sample_id = s.id ORDER BY e.id DESC LIMIT 1),
-        s.original_label),
-    excluded = COALESCE(
-        (SELECT new_excluded FROM label_events e WHERE e.sample_id = s.id
-         ORDER BY e.id DESC LIMIT 1), 0),
-    reviewed = EXISTS (
-        SELECT 1 FROM label_events e WHERE e.sample_id = s.id AND e.action != 'undo'
-        AND NOT EXISTS (SELECT 1 FROM label_events u WHERE u.undoes_batch = e.batch_id)),
-    reviewer = (SELECT reviewer FROM label_events e WHERE e.sample_id = s.id AND e.action != 'undo'
-        AND NOT EXISTS (SELECT 1 FROM label_events u WHERE u.undoes_batch = e.batch_id)
-        ORDER BY e.id DESC LIMIT 1),
-    reviewed_at = (SELECT created_at FROM label_events e WHERE e.sample_id = s.id
-        AND e.action != 'undo'
-        AND NOT EXISTS (SELECT 1 FROM label_events u WHERE u.undoes_batch = e.batch_id)
-        ORDER BY e.id DESC LIMIT 1)
 """

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from data.store.analysis import AnalysisMixin
@@ -57,6 +58,8 @@ class Workspace(LabelsMixin, ReviewMixin, AnalysisMixin, JobsMixin, StoreBase):
         try:
             conn.executescript(SCHEMA)
             conn.execute("BEGIN IMMEDIATE")
+            # A fixed random key per row: the "random" review order and the overlap draw.
+            rand = np.random.default_rng(0).integers(0, 2**31, size=len(frame))
             rows = zip(
                 range(len(frame)),
                 frame["ext_id"].astype(str),
@@ -66,13 +69,15 @@ class Workspace(LabelsMixin, ReviewMixin, AnalysisMixin, JobsMixin, StoreBase):
                 (to_json(m) for m in frame["meta"]),
                 frame["encoding_fixed"].astype(int),
                 frame["label"],
+                rand.tolist(),
                 strict=True,
             )
             conn.executemany(
                 "INSERT INTO samples (id, ext_id, text, original_label, split, meta,"
-                " encoding_fixed, label) VALUES (?,?,?,?,?,?,?,?)",
+                " encoding_fixed, label, rand) VALUES (?,?,?,?,?,?,?,?,?)",
                 rows,
             )
+            conn.execute("INSERT INTO samples_fts(samples_fts) VALUES ('rebuild')")
             info = {
                 "schema_version": SCHEMA_VERSION,
                 "name": name or folder.name,
