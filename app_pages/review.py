@@ -1,4 +1,10 @@
-"""Review: one sample at a time, worst label quality first; every action is saved at once."""
+"""Review: one sample at a time, keyboard first; bulk actions with a preview.
+
+Every action is committed to the store before the page says it is saved. Button callbacks find
+their target sample on the server (the sample at the reviewer's position when the callback
+runs), never from the arguments the button was drawn with: a key pressed again before the page
+has redrawn then acts on the next sample instead of repeating the last one.
+"""
 
 from __future__ import annotations
 
@@ -20,60 +26,60 @@ if latest is None:
 
 ANY = "any"
 PAGE_SIZE = 20
+ORDERS = {
+    "worst quality first": "quality",
+    "least confident first": "uncertainty",
+    "random": "random",
+    "row order": "row",
+}
 
 
 def reset_position() -> None:
     st.session_state["rv_pos"] = 0
+    st.session_state.pop("rv_last_acted", None)
+    st.session_state["rv_stack"] = []
 
 
-with st.container(horizontal=True):
-    st.selectbox(
-        "Flags",
-        ["flagged", "not flagged", ANY],
-        key="rv_flagged",
-        on_change=reset_position,
-        width=150,
-    )
-    st.selectbox(
-        "Prediction vs label",
-        [ANY, "disagree", "agree"],
-        key="rv_disagree",
-        on_change=reset_position,
-        width=170,
-    )
-    st.selectbox(
-        "Current label", [ANY, *names], key="rv_label", on_change=reset_position, width=150
-    )
-    st.selectbox(
-        "Reviewed",
-        [ANY, "not reviewed", "reviewed"],
-        key="rv_reviewed",
-        on_change=reset_position,
-        width=150,
-    )
-    st.selectbox(
-        "Split",
-        [ANY, "train", "test", "validation"],
-        key="rv_split",
-        on_change=reset_position,
-        width=130,
-    )
-    st.selectbox(
-        "Order",
-        ["worst quality first", "row order"],
-        key="rv_order",
-        on_change=reset_position,
-        width=180,
-    )
-    st.selectbox(
-        "Encoding",
-        [ANY, "encoding fixed"],
-        key="rv_encoding",
-        on_change=reset_position,
-        width=150,
-        help="Rows whose bytes were not valid UTF-8 and were decoded as Windows-1252.",
-    )
-    st.text_input("Search text", key="rv_search", on_change=reset_position, width=220)
+def filter_bar() -> None:
+    with st.container(horizontal=True):
+        for label, options, key, width, help_ in (
+            (
+                "Queue",
+                ["all rows", "my queue"],
+                "rv_queue",
+                140,
+                "My queue: rows nobody reviewed, plus double-review rows waiting for a second "
+                "reviewer (see Reviewers).",
+            ),
+            ("Flags", ["flagged", "not flagged", ANY], "rv_flagged", 140, None),
+            ("Prediction vs label", [ANY, "disagree", "agree"], "rv_disagree", 170, None),
+            ("Current label", [ANY, *names], "rv_label", 150, None),
+            ("Reviewed", [ANY, "not reviewed", "reviewed"], "rv_reviewed", 150, None),
+            ("Split", [ANY, "train", "test", "validation"], "rv_split", 120, None),
+            (
+                "Conflicts",
+                [ANY, "conflicting"],
+                "rv_conflict",
+                130,
+                "Samples that two reviewers labeled differently (the later label wins).",
+            ),
+            (
+                "Encoding",
+                [ANY, "encoding fixed"],
+                "rv_encoding",
+                150,
+                "Rows whose bytes were not valid UTF-8 and were decoded as Windows-1252.",
+            ),
+            (
+                "Order",
+                list(ORDERS),
+                "rv_order",
+                190,
+                "Random order gives an unbiased estimate of the remaining error rate.",
+            ),
+        ):
+            st.selectbox(label, options, key=key, on_change=reset_position, width=width, help=help_)
+        st.text_input("Search text", key="rv_search", on_change=reset_position, width=220)
 
 
 def tri(key: str, yes: str, no: str) -> bool | None:
@@ -82,25 +88,49 @@ def tri(key: str, yes: str, no: str) -> bool | None:
 
 
 def queue_filters() -> dict[str, Any]:
+    """The review_queue keyword arguments for the current filter bar."""
     label = st.session_state.get("rv_label", ANY)
     split = st.session_state.get("rv_split", ANY)
-    flags = tri("rv_flagged", "flagged", "not flagged") if latest else None
-    if latest is None and st.session_state.get("rv_flagged") == "flagged":
-        flags = None
+    mine = st.session_state.get("rv_queue") == "my queue" and reviewer()
     return {
-        "flagged": flags,
+        "flagged": tri("rv_flagged", "flagged", "not flagged") if latest else None,
         "disagrees": tri("rv_disagree", "disagree", "agree") if latest else None,
         "label": None if label == ANY else label,
         "reviewed": tri("rv_reviewed", "reviewed", "not reviewed"),
         "split": None if split == ANY else split,
         "search": st.session_state.get("rv_search") or None,
+        "conflict": True if st.session_state.get("rv_conflict") == "conflicting" else None,
         "encoding_fixed": True if st.session_state.get("rv_encoding") == "encoding fixed" else None,
-        "order": "quality" if st.session_state.get("rv_order", "").startswith("worst") else "row",
+        "for_reviewer": reviewer() if mine else None,
+        "order": ORDERS.get(st.session_state.get("rv_order", ""), "quality"),
     }
 
 
-def act(sample_id: int, action: str, label: str | None = None) -> None:
-    """Button callback: commit one action, then move on to the next sample."""
+def fetch(filters: dict[str, Any], pos: int):
+    page, total = ws.review_queue(offset=pos, limit=1, **filters)
+    return (page.iloc[0] if len(page) else None), total
+
+
+def current_item() -> tuple[Any, int, int]:
+    """The sample at the reviewer's position: ``(item or None, total, position)``.
+
+    After an action the sample may still match the filters: step past it. If it no longer
+    matches (e.g. "not reviewed"), the next sample has already slid into its position.
+    """
+    filters = queue_filters()
+    pos = st.session_state.setdefault("rv_pos", 0)
+    item, total = fetch(filters, pos)
+    if item is not None and item["sample_id"] == st.session_state.pop("rv_last_acted", None):
+        pos = st.session_state["rv_pos"] = pos + 1
+        item, total = fetch(filters, pos)
+    if total and pos >= total:
+        pos = st.session_state["rv_pos"] = total - 1
+        item, total = fetch(filters, pos)
+    return item, total, pos
+
+
+def act(action: str, label_index: int | None = None) -> None:
+    """Button callback: commit one action on the current sample, then move on."""
     who = reviewer()
     stack = st.session_state.setdefault("rv_stack", [])
     if action == "undo":
@@ -110,12 +140,24 @@ def act(sample_id: int, action: str, label: str | None = None) -> None:
             st.session_state["rv_pos"] = stack.pop()
             st.session_state.pop("rv_last_acted", None)
         return
-    stack.append(st.session_state.get("rv_pos", 0))
+    item, _, pos = current_item()
+    if item is None:
+        return
+    sample_id = int(item["sample_id"])
+    label = None
     if action in ("exclude", "include"):
         ws.set_excluded(sample_id, action == "exclude", reviewer=who)
     else:
+        label = {
+            "confirm": item["label"],
+            "accept": item["predicted_label"],
+            "relabel": names[label_index] if label_index is not None else None,
+        }[action]
+        if not isinstance(label, str):
+            return  # e.g. "accept" on a row without a prediction
         ws.relabel(sample_id, label, reviewer=who, action=action)
     # The store has committed: only now tell the reviewer it is saved.
+    stack.append(pos)
     st.session_state["rv_toast"] = f"Saved: {action} → {label}" if label else f"Saved: {action}"
     st.session_state["rv_last_acted"] = sample_id
 
@@ -125,29 +167,123 @@ def move(delta: int) -> None:
     st.session_state.pop("rv_last_acted", None)
 
 
-def fetch(filters: dict[str, Any], pos: int):
-    page, total = ws.review_queue(offset=pos, limit=1, **filters)
-    return (page.iloc[0] if len(page) else None), total
+def metrics_row(item: Any) -> None:
+    cols = st.columns(5)
+    cols[0].metric("Original label", item["original_label"])
+    cols[1].metric("Current label", item["label"])
+    if isinstance(item["predicted_label"], str):  # None before any analysis
+        cols[2].metric(
+            "Model predicts",
+            item["predicted_label"],
+            f"p = {item['predicted_prob']:.2f}",
+            delta_color="off",
+            delta_arrow="off",
+        )
+        cols[3].metric(
+            "Label quality",
+            f"{item['label_quality']:.3f}",
+            "flagged" if item["is_label_issue"] else "not flagged",
+            delta_color="inverse" if item["is_label_issue"] else "off",
+            delta_arrow="off",
+        )
+    status = "excluded" if item["excluded"] else ("reviewed" if item["reviewed"] else "—")
+    if item["conflict"]:
+        status = "conflict"
+    who_when = f" by {item['reviewer']}" if item["reviewer"] else None
+    cols[4].metric("Status", status, who_when, delta_color="off", delta_arrow="off")
+
+
+def action_buttons(item: Any, pos: int, total: int, disabled: bool) -> None:
+    with st.container(horizontal=True):
+        st.button(
+            f"Keep '{item['label']}'",
+            key="rv_keep",
+            on_click=act,
+            args=("confirm",),
+            disabled=disabled,
+            shortcut="K",
+            type="primary",
+            help="Confirm the current label (K)",
+        )
+        suggestion = item["predicted_label"]
+        if isinstance(suggestion, str) and suggestion != item["label"]:
+            st.button(
+                f"Accept suggestion '{suggestion}'",
+                key="rv_accept",
+                on_click=act,
+                args=("accept",),
+                disabled=disabled,
+                shortcut="A",
+                help="Take the model's prediction (A)",
+            )
+        for i, name in enumerate(names[:9]):
+            if name != item["label"]:
+                st.button(
+                    f"{i + 1} · {name}",
+                    key=f"rv_label_{i}",
+                    on_click=act,
+                    args=("relabel", i),
+                    disabled=disabled,
+                    shortcut=str(i + 1),
+                    help=f"Relabel as '{name}' ({i + 1})",
+                )
+        if item["excluded"]:
+            st.button(
+                "Include again",
+                key="rv_include",
+                on_click=act,
+                args=("include",),
+                disabled=disabled,
+                shortcut="X",
+            )
+        else:
+            st.button(
+                "Exclude from training",
+                key="rv_exclude",
+                on_click=act,
+                args=("exclude",),
+                disabled=disabled,
+                shortcut="X",
+                help="Ambiguous or junk: leave it out of training (X)",
+            )
+        st.button(
+            "↶ Undo",
+            key="rv_undo",
+            on_click=act,
+            args=("undo",),
+            disabled=disabled,
+            shortcut="U",
+            help="Revert your last action, a whole bulk action too (U)",
+        )
+    with st.container(horizontal=True):
+        st.button(
+            "← Previous",
+            key="rv_prev",
+            on_click=move,
+            args=(-1,),
+            disabled=pos == 0,
+            shortcut="Left",
+        )
+        st.button(
+            "Next →",
+            key="rv_next",
+            on_click=move,
+            args=(1,),
+            disabled=pos + 1 >= total,
+            shortcut="Right",
+        )
+    st.caption(
+        "Keys: K keep · A accept suggestion · 1–9 pick a label · X exclude · U undo · ←/→ move"
+    )
 
 
 @st.fragment
 def review_card() -> None:
-    filters = queue_filters()
-    pos = st.session_state.setdefault("rv_pos", 0)
-    item, total = fetch(filters, pos)
-    # After an action the sample may still match the filters: step past it. If it no longer
-    # matches (e.g. "not reviewed"), the next sample has already slid into this position.
-    if item is not None and item["sample_id"] == st.session_state.pop("rv_last_acted", None):
-        pos = st.session_state["rv_pos"] = pos + 1
-        item, total = fetch(filters, pos)
-    if total and pos >= total:
-        pos = st.session_state["rv_pos"] = total - 1
-        item, total = fetch(filters, pos)
+    item, total, pos = current_item()
     if msg := st.session_state.pop("rv_toast", None):
         st.toast(msg)
-
     counts = ws.counts()
-    n_flagged = int(latest["summary"].get("n_issues", 0)) if latest else 0
+    n_flagged = int((latest["summary"] or {}).get("n_issues", 0)) if latest else 0
     st.caption(
         f"Reviewed {counts['reviewed']:,} of {counts['n']:,} rows · flagged by cleanlab "
         f"{n_flagged:,} · labels changed {counts['changed']:,} · excluded {counts['excluded']:,}"
@@ -155,128 +291,25 @@ def review_card() -> None:
     if item is None:
         st.success("Nothing matches these filters. Change them to see more samples.")
         return
-
     who = reviewer()
     with st.container(border=True):
         st.markdown(
-            f"**Sample {pos + 1:,} of {total:,}** · id `{item['ext_id']}` · split {item['split']}"
+            f"**Sample {pos + 1:,} of {total:,}** · id `{item['ext_id']}` · "
+            f"split {item['split']}" + (" · double review" if item["overlap"] else "")
         )
         # Plain text only: data never renders as HTML or markdown.
         st.text(item["text"])
-        cols = st.columns(5)
-        cols[0].metric("Original label", item["original_label"])
-        cols[1].metric("Current label", item["label"])
-        if isinstance(item["predicted_label"], str):  # None/NaN before any analysis
-            cols[2].metric(
-                "Model predicts",
-                item["predicted_label"],
-                f"p = {item['predicted_prob']:.2f}",
-                delta_color="off",
-                delta_arrow="off",
-            )
-            cols[3].metric(
-                "Label quality",
-                f"{item['label_quality']:.3f}",
-                "flagged" if item["is_label_issue"] else "not flagged",
-                delta_color="inverse" if item["is_label_issue"] else "off",
-                delta_arrow="off",
-            )
-        status = "excluded" if item["excluded"] else ("reviewed" if item["reviewed"] else "—")
-        who_when = f" by {item['reviewer']}" if item["reviewer"] else ""
-        cols[4].metric("Status", status, who_when or None, delta_color="off", delta_arrow="off")
-
+        metrics_row(item)
         if not who:
             st.warning(
                 "Enter your **reviewer name** in the sidebar to label: every change is "
                 "logged with it."
             )
-        sid = int(item["sample_id"])
-        disabled = not who
-        with st.container(horizontal=True):
-            st.button(
-                f"Keep '{item['label']}'",
-                key="rv_keep",
-                on_click=act,
-                args=(sid, "confirm", item["label"]),
-                disabled=disabled,
-                shortcut="K",
-                type="primary",
-                help="Confirm the current label (K)",
-            )
-            suggestion = item["predicted_label"]
-            if isinstance(suggestion, str) and suggestion != item["label"]:
-                st.button(
-                    f"Accept suggestion '{suggestion}'",
-                    key="rv_accept",
-                    on_click=act,
-                    args=(sid, "accept", suggestion),
-                    disabled=disabled,
-                    shortcut="A",
-                    help="Take the model's prediction (A)",
-                )
-            for i, name in enumerate(names[:9]):
-                if name != item["label"]:
-                    st.button(
-                        f"{i + 1} · {name}",
-                        key=f"rv_label_{i}",
-                        on_click=act,
-                        args=(sid, "relabel", name),
-                        disabled=disabled,
-                        shortcut=str(i + 1),
-                        help=f"Relabel as '{name}' ({i + 1})",
-                    )
-            if item["excluded"]:
-                st.button(
-                    "Include again",
-                    key="rv_include",
-                    on_click=act,
-                    args=(sid, "include"),
-                    disabled=disabled,
-                    shortcut="X",
-                )
-            else:
-                st.button(
-                    "Exclude from training",
-                    key="rv_exclude",
-                    on_click=act,
-                    args=(sid, "exclude"),
-                    disabled=disabled,
-                    shortcut="X",
-                    help="Ambiguous or junk: leave it out of training (X)",
-                )
-            st.button(
-                "↶ Undo",
-                key="rv_undo",
-                on_click=act,
-                args=(sid, "undo"),
-                disabled=disabled,
-                shortcut="U",
-                help="Revert your last action (U)",
-            )
-        with st.container(horizontal=True):
-            st.button(
-                "← Previous",
-                key="rv_prev",
-                on_click=move,
-                args=(-1,),
-                disabled=pos == 0,
-                shortcut="Left",
-            )
-            st.button(
-                "Next →",
-                key="rv_next",
-                on_click=move,
-                args=(1,),
-                disabled=pos + 1 >= total,
-                shortcut="Right",
-            )
-        st.caption(
-            "Keys: K keep · A accept suggestion · 1–9 pick a label · X exclude · U undo · ←/→ move"
-        )
+        action_buttons(item, pos, total, disabled=not who)
 
     # The page of samples around the current one: a page at a time, never everything.
     start = (pos // PAGE_SIZE) * PAGE_SIZE
-    page, _ = ws.review_queue(offset=start, limit=PAGE_SIZE, **filters)
+    page, _ = ws.review_queue(offset=start, limit=PAGE_SIZE, **queue_filters())
     page = page.assign(**{"#": range(start + 1, start + 1 + len(page))})
     st.dataframe(
         page[
@@ -306,4 +339,60 @@ def review_card() -> None:
     st.caption(f"Rows {start + 1:,}–{start + len(page):,} of {total:,}.")
 
 
+BULK_ACTIONS = {
+    "accept the model's suggestion": ("accept", None),
+    "keep the current labels (confirm)": ("confirm", None),
+    "exclude from training": ("exclude", None),
+    **{f"relabel as '{name}'": ("relabel", name) for name in names},
+}
+
+
+def bulk_panel() -> None:
+    """Select by the filters above (plus a probability floor), preview, then apply as one
+    action that a single undo reverts."""
+    with st.expander("Bulk action on the rows these filters select"):
+        filters = {k: v for k, v in queue_filters().items() if k != "order"}
+        min_prob = st.number_input(
+            "…and the model's probability is at least",
+            0.0,
+            1.0,
+            0.0,
+            step=0.05,
+            key="bulk_min_prob",
+            help="0 = no floor. E.g. 0.9 with 'flagged' selects confident disagreements.",
+        )
+        if min_prob > 0:
+            filters["min_prob"] = float(min_prob)
+        preview, total = ws.review_queue(order="random", limit=10, **filters)
+        st.markdown(f"**{total:,} rows** match. A random sample of them:")
+        st.dataframe(
+            preview[["text", "label", "predicted_label", "predicted_prob", "label_quality"]],
+            hide_index=True,
+            width="stretch",
+            column_config={
+                "label": "current label",
+                "predicted_prob": st.column_config.NumberColumn(format="%.2f"),
+            },
+        )
+        choice = st.selectbox("Action", list(BULK_ACTIONS), key="bulk_action")
+        who = reviewer()
+        if st.button(
+            f"Apply to {total:,} rows",
+            key="bulk_apply",
+            type="primary",
+            disabled=not who or total == 0,
+        ):
+            action, label = BULK_ACTIONS[choice]
+            events = ws.bulk_apply(action=action, new_label=label, reviewer=who, **filters)
+            st.session_state["rv_toast"] = (
+                f"Saved: {choice} on {len(events):,} rows. One Undo (U) reverts them all."
+            )
+            reset_position()
+            st.rerun()
+        if not who:
+            st.caption("Enter your reviewer name in the sidebar to apply bulk actions.")
+
+
+filter_bar()
 review_card()
+bulk_panel()

@@ -234,3 +234,30 @@ def test_export_page_offers_the_curated_download(analysed):
     at = app("app_pages/export.py")
     assert not at.exception
     assert at.get("download_button")
+
+
+def test_review_bulk_action_previews_then_applies_as_one_undo(analysed):
+    at = app("app_pages/review.py")
+    at.sidebar.text_input(key="reviewer").input("ana").run()
+    at.number_input(key="bulk_min_prob").set_value(0.5).run()
+    assert any("5 rows" in m.value for m in at.markdown)  # the preview states the count
+    assert analysed.label_version() == 0  # nothing happens before the click
+    at.selectbox(key="bulk_action").select("accept the model's suggestion").run()
+    at.button(key="bulk_apply").click().run()
+    assert not at.exception, at.exception
+    assert analysed.counts()["changed"] == 5
+    at.button(key="rv_undo").click().run()
+    assert analysed.counts()["changed"] == 0 and analysed.counts()["reviewed"] == 0
+
+
+def test_review_orders_and_my_queue(analysed):
+    at = app("app_pages/review.py")
+    at.sidebar.text_input(key="reviewer").input("bo").run()
+    at.selectbox(key="rv_flagged").select("any").run()
+    at.selectbox(key="rv_order").select("least confident first").run()
+    assert not at.exception, at.exception
+    at.selectbox(key="rv_queue").select("my queue").run()
+    first = at.text[0].value
+    at.button(key="rv_keep").click().run()
+    assert at.text[0].value != first  # the reviewed row left bo's queue
+    assert analysed.counts()["reviewed"] == 1

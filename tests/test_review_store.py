@@ -50,12 +50,12 @@ def test_bulk_accept_is_one_undoable_batch(analysed):
 
 
 def test_bulk_relabel_by_search_and_validation(analysed):
-    analysed.bulk_apply(action="relabel", label="negative", reviewer="ana", search="phone")
+    analysed.bulk_apply(action="relabel", new_label="negative", reviewer="ana", search="phone")
     changed = analysed.samples().query("label != original_label")
     assert changed["text"].str.contains("phone").all() and len(changed) == 1
     with pytest.raises(ValueError, match="valid"):
         analysed.bulk_apply(action="explode", reviewer="ana")
-    with pytest.raises(ValueError, match="label"):
+    with pytest.raises(ValueError, match="new label"):
         analysed.bulk_apply(action="relabel", reviewer="ana")
 
 

@@ -134,20 +134,20 @@ class ReviewMixin:
         ]
 
     def bulk_apply(
-        self, *, action: str, reviewer: str, label: str | None = None, **filters: Any
+        self, *, action: str, reviewer: str, new_label: str | None = None, **filters: Any
     ) -> list[int]:
         """Apply one action to every sample matching the filters, as one undoable batch.
 
         ``action="accept"`` takes each row's own model suggestion (rows without a prediction
-        are skipped); ``"relabel"``/``"confirm"`` need ``label`` (confirm keeps each row's
-        current label when ``label`` is None); ``"exclude"``/``"include"`` change exclusion.
+        are skipped); ``"relabel"`` needs ``new_label`` (``"confirm"`` keeps each row's current
+        label when ``new_label`` is None); ``"exclude"``/``"include"`` change exclusion.
         Returns the new event ids; a single :meth:`undo` reverts them all.
         """
         valid = ("accept", "relabel", "confirm", "exclude", "include")
         if action not in valid:
             raise ValueError(f"Unknown bulk action {action!r}; valid: {list(valid)}.")
-        if action == "relabel" and label is None:
-            raise ValueError("A bulk relabel needs a label: pass label=...")
+        if action == "relabel" and new_label is None:
+            raise ValueError("A bulk relabel needs the new label: pass new_label=...")
         clause, params = self._where(**filters)
         rows = self._read(
             f"SELECT s.id, s.label, s.predicted_label FROM samples s{clause} ORDER BY s.id", params
@@ -159,7 +159,7 @@ class ReviewMixin:
                     continue
                 actions.append((int(sample_id), "accept", predicted))
             elif action in LABEL_ACTIONS:
-                actions.append((int(sample_id), action, label or current))
+                actions.append((int(sample_id), action, new_label or current))
             else:
                 actions.append((int(sample_id), action, None))
         if not actions:
