@@ -148,3 +148,9 @@ def test_jobs_and_runs(workspace):
     assert workspace.runs(job_id=job)[0]["metrics"] == {"accuracy": 0.5}
     with pytest.raises(ValueError, match="valid"):
         workspace.update_job(job, status="exploded")
+
+
+def test_a_workspace_of_another_schema_version_is_refused_clearly(workspace):
+    workspace.set_info("schema_version", 1)
+    with pytest.raises(StoreError, match="schema version 1"):
+        Workspace(workspace.folder)

@@ -121,6 +121,15 @@ class StoreBase:
             )
         self._lock = threading.RLock()
         self._conn = self._connect(self.db_path)
+        row = self._conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        version = json.loads(row[0]) if row else None
+        if version != SCHEMA_VERSION:
+            self._conn.close()
+            raise StoreError(
+                f"The workspace at {self.folder} has schema version {version}; this Second Look "
+                f"reads version {SCHEMA_VERSION}. Export it with the version that made it, then "
+                "import the export into a new workspace."
+            )
 
     # -- opening ---------------------------------------------------------------------------
     @staticmethod
