@@ -39,8 +39,9 @@ def current_workspace() -> Workspace | None:
         st.session_state[WS_KEY] = path
     try:
         return open_workspace(path)
-    except StoreError:
+    except StoreError as exc:
         st.session_state.pop(WS_KEY, None)
+        st.error(str(exc))
         return None
 
 
