@@ -197,13 +197,15 @@ class StoreBase:
         return str(self.info().get("name", self.folder.name))
 
     def counts(self) -> dict[str, int]:
-        """Row counts: total, per split, reviewed, changed, excluded, encoding-fixed."""
+        """Row counts: total, per split, reviewed, changed, excluded, encoding-fixed, in the
+        double-review set, conflicting."""
         row = self._read(
             "SELECT COUNT(*) AS n,"
             " SUM(split = 'train') AS train, SUM(split = 'test') AS test,"
             " SUM(split = 'validation') AS validation, SUM(reviewed) AS reviewed,"
             " SUM(label != original_label) AS changed, SUM(excluded) AS excluded,"
-            " SUM(encoding_fixed) AS encoding_fixed FROM samples"
+            " SUM(encoding_fixed) AS encoding_fixed, SUM(overlap) AS overlap, SUM(conflict) AS conflict"
+            " FROM samples"
         )[0]
         return {k: int(row[k] or 0) for k in row.keys()}
 
