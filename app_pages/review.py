@@ -13,6 +13,7 @@ from typing import Any
 import streamlit as st
 
 from app_pages.common import require_workspace, reviewer
+from app_pages.keys import review_keys
 
 st.title("Review")
 ws = require_workspace()
@@ -106,9 +107,18 @@ def queue_filters() -> dict[str, Any]:
     }
 
 
+COUNT_CAP = 10_000  # counting a million matches costs more than showing twenty of them
+
+
 def fetch(filters: dict[str, Any], pos: int):
-    page, total = ws.review_queue(offset=pos, limit=1, **filters)
+    page, total = ws.review_queue(offset=pos, limit=1, count_cap=COUNT_CAP, **filters)
+    st.session_state["rv_total_capped"] = page.attrs.get("total_capped", False)
     return (page.iloc[0] if len(page) else None), total
+
+
+def shown(total: int) -> str:
+    """A total as the reviewer reads it: "10,000+" when counting stopped at the cap."""
+    return f"{total:,}+" if st.session_state.get("rv_total_capped") else f"{total:,}"
 
 
 def current_item() -> tuple[Any, int, int]:
@@ -123,7 +133,7 @@ def current_item() -> tuple[Any, int, int]:
     if item is not None and item["sample_id"] == st.session_state.pop("rv_last_acted", None):
         pos = st.session_state["rv_pos"] = pos + 1
         item, total = fetch(filters, pos)
-    if total and pos >= total:
+    if total and pos >= total and not st.session_state.get("rv_total_capped"):
         pos = st.session_state["rv_pos"] = total - 1
         item, total = fetch(filters, pos)
     return item, total, pos
@@ -194,91 +204,93 @@ def metrics_row(item: Any) -> None:
 
 
 def action_buttons(item: Any, pos: int, total: int, disabled: bool) -> None:
+    """The card's actions; each label shows its key (the keys themselves go through
+    :func:`on_key`, which never loses a press)."""
+    buttons: list[tuple[str, str, tuple, str]] = [
+        (f"Keep '{item['label']}' · K", "rv_keep", ("confirm",), "Confirm the current label")
+    ]
+    suggestion = item["predicted_label"]
+    if isinstance(suggestion, str) and suggestion != item["label"]:
+        buttons.append(
+            (
+                f"Accept suggestion '{suggestion}' · A",
+                "rv_accept",
+                ("accept",),
+                "Take the model's prediction",
+            )
+        )
+    buttons += [
+        (f"{name} · {i + 1}", f"rv_label_{i}", ("relabel", i), f"Relabel as '{name}'")
+        for i, name in enumerate(names[:9])
+        if name != item["label"]
+    ]
+    if item["excluded"]:
+        buttons.append(("Include again · X", "rv_include", ("include",), "Use it for training"))
+    else:
+        buttons.append(
+            (
+                "Exclude from training · X",
+                "rv_exclude",
+                ("exclude",),
+                "Ambiguous or junk: leave it out of training",
+            )
+        )
+    buttons.append(
+        ("↶ Undo · U", "rv_undo", ("undo",), "Revert your last action, a whole bulk action too")
+    )
     with st.container(horizontal=True):
-        st.button(
-            f"Keep '{item['label']}'",
-            key="rv_keep",
-            on_click=act,
-            args=("confirm",),
-            disabled=disabled,
-            shortcut="K",
-            type="primary",
-            help="Confirm the current label (K)",
-        )
-        suggestion = item["predicted_label"]
-        if isinstance(suggestion, str) and suggestion != item["label"]:
+        for label, key, args, help_ in buttons:
             st.button(
-                f"Accept suggestion '{suggestion}'",
-                key="rv_accept",
+                label,
+                key=key,
                 on_click=act,
-                args=("accept",),
+                args=args,
                 disabled=disabled,
-                shortcut="A",
-                help="Take the model's prediction (A)",
+                help=help_,
+                type="primary" if key == "rv_keep" else "secondary",
             )
-        for i, name in enumerate(names[:9]):
-            if name != item["label"]:
-                st.button(
-                    f"{i + 1} · {name}",
-                    key=f"rv_label_{i}",
-                    on_click=act,
-                    args=("relabel", i),
-                    disabled=disabled,
-                    shortcut=str(i + 1),
-                    help=f"Relabel as '{name}' ({i + 1})",
-                )
-        if item["excluded"]:
-            st.button(
-                "Include again",
-                key="rv_include",
-                on_click=act,
-                args=("include",),
-                disabled=disabled,
-                shortcut="X",
-            )
-        else:
-            st.button(
-                "Exclude from training",
-                key="rv_exclude",
-                on_click=act,
-                args=("exclude",),
-                disabled=disabled,
-                shortcut="X",
-                help="Ambiguous or junk: leave it out of training (X)",
-            )
-        st.button(
-            "↶ Undo",
-            key="rv_undo",
-            on_click=act,
-            args=("undo",),
-            disabled=disabled,
-            shortcut="U",
-            help="Revert your last action, a whole bulk action too (U)",
-        )
+    capped = st.session_state.get("rv_total_capped")
     with st.container(horizontal=True):
-        st.button(
-            "← Previous",
-            key="rv_prev",
-            on_click=move,
-            args=(-1,),
-            disabled=pos == 0,
-            shortcut="Left",
-        )
+        st.button("← Previous", key="rv_prev", on_click=move, args=(-1,), disabled=pos == 0)
         st.button(
             "Next →",
             key="rv_next",
             on_click=move,
             args=(1,),
-            disabled=pos + 1 >= total,
-            shortcut="Right",
+            disabled=pos + 1 >= total and not capped,
         )
     st.caption(
-        "Keys: K keep · A accept suggestion · 1–9 pick a label · X exclude · U undo · ←/→ move"
+        "Keys: K keep · A accept suggestion · 1–9 pick a label · X exclude or include · "
+        "U undo · ←/→ move (click the page first if the cursor is in a text box)"
     )
+
+
+KEY_ACTIONS = {"k": ("confirm",), "a": ("accept",), "u": ("undo",)}
+
+
+def on_key(key: str) -> None:
+    """One key press, applied in order (see app_pages/keys.py)."""
+    if key == "ArrowLeft":
+        move(-1)
+    elif key == "ArrowRight":
+        move(1)
+    elif not reviewer():
+        st.session_state["rv_toast"] = "Enter your reviewer name in the sidebar to label."
+    elif key in KEY_ACTIONS:
+        act(*KEY_ACTIONS[key])
+    elif key == "x":
+        item, _, _ = current_item()
+        if item is not None:
+            act("include" if item["excluded"] else "exclude")
+    elif key.isdigit() and 0 < int(key) <= len(names):
+        item, _, _ = current_item()
+        if item is not None and names[int(key) - 1] != item["label"]:
+            act("relabel", int(key) - 1)
 
 
 @st.fragment
 def review_card() -> None:
+    review_keys(key="rv_keys", on_key=on_key)
     item, total, pos = current_item()
     if msg := st.session_state.pop("rv_toast", None):
         st.toast(msg)
@@ -294,7 +306,7 @@ def review_card() -> None:
     who = reviewer()
     with st.container(border=True):
         st.markdown(
-            f"**Sample {pos + 1:,} of {total:,}** · id `{item['ext_id']}` · "
+            f"**Sample {pos + 1:,} of {shown(total)}** · id `{item['ext_id']}` · "
             f"split {item['split']}" + (" · double review" if item["overlap"] else "")
         )
         # Plain text only: data never renders as HTML or markdown.
@@ -309,7 +321,7 @@ def review_card() -> None:
 
     # The page of samples around the current one: a page at a time, never everything.
     start = (pos // PAGE_SIZE) * PAGE_SIZE
-    page, _ = ws.review_queue(offset=start, limit=PAGE_SIZE, **queue_filters())
+    page, _ = ws.review_queue(offset=start, limit=PAGE_SIZE, count_cap=0, **queue_filters())
     page = page.assign(**{"#": range(start + 1, start + 1 + len(page))})
     st.dataframe(
         page[
@@ -336,7 +348,7 @@ def review_card() -> None:
             "is_label_issue": "flagged",
         },
     )
-    st.caption(f"Rows {start + 1:,}–{start + len(page):,} of {total:,}.")
+    st.caption(f"Rows {start + 1:,}–{start + len(page):,} of {shown(total)}.")
 
 
 BULK_ACTIONS = {

@@ -102,6 +102,7 @@ class AnalysisMixin:
                 " FROM analysis_results r WHERE r.analysis_id = ? AND r.sample_id = samples.id",
                 (aid,),
             )
+            conn.execute("ANALYZE samples")  # the analysis columns' statistics changed
             # Keep the two newest analyses' rows: history stays in `analyses`, but the
             # per-row results of old ones only cost space.
             conn.execute(

@@ -14,10 +14,12 @@ import pandas as pd
 from data.store.base import LABEL_ACTIONS, ORDERS
 
 _ORDER_SQL = {
-    # Likeliest label errors first (rows without an analysis last).
-    "quality": " ORDER BY s.label_quality IS NULL, s.label_quality, s.id",
+    # Likeliest label errors first.
+    # (No "IS NULL" term: it would stop the index from serving the order. Rows lack a quality
+    # only before the first analysis, when this order is the row order anyway.)
+    "quality": " ORDER BY s.label_quality, s.id",
     # Most useful for the model: its least confident predictions first.
-    "uncertainty": " ORDER BY s.predicted_prob IS NULL, s.predicted_prob, s.id",
+    "uncertainty": " ORDER BY s.predicted_prob, s.id",
     # For unbiased estimates of the error rate: a fixed random order.
     "random": " ORDER BY s.rand, s.id",
     "row": " ORDER BY s.id",
@@ -66,11 +68,14 @@ class ReviewMixin:
             where.append("s.predicted_prob >= ?")
             params.append(float(min_prob))
         if search:
-            if len(search) >= 3:
-                # The trigram index answers substring queries; a quoted phrase is literal.
+            phrase = '"' + search.replace('"', '""') + '"'  # a quoted phrase is literal
+            if len(search) >= 3 and self._rare(phrase):
+                # The trigram index finds the few rows of a rare substring at once.
                 where.append("s.id IN (SELECT rowid FROM samples_fts WHERE samples_fts MATCH ?)")
-                params.append('"' + search.replace('"', '""') + '"')
+                params.append(phrase)
             else:
+                # A common (or short) substring: scanning in the queue's order finds a page of
+                # matches after a few rows, where the index would list most of the table.
                 where.append("s.text LIKE ? ESCAPE '\\'")
                 escaped = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
                 params.append(f"%{escaped}%")
@@ -87,12 +92,21 @@ class ReviewMixin:
             where.append(f"s.id IN ({','.join(str(int(i)) for i in ids) or 'NULL'})")
         return ((" WHERE " + " AND ".join(where)) if where else ""), params
 
+    def _rare(self, phrase: str, *, threshold: int = 2000) -> bool:
+        """Whether a search phrase matches at most ``threshold`` rows (by the trigram index)."""
+        rows = self._read(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM samples_fts WHERE samples_fts MATCH ? LIMIT ?)",
+            (phrase, threshold + 1),
+        )
+        return int(rows[0][0]) <= threshold
+
     def review_queue(
         self,
         *,
         order: str = "quality",
         offset: int = 0,
         limit: int = 20,
+        count_cap: int | None = None,
         **filters: Any,
     ) -> tuple[pd.DataFrame, int]:
         """One page of samples for review, and the total matching the filters.
@@ -105,11 +119,23 @@ class ReviewMixin:
         ``label`` (current), ``reviewed``, ``split``, ``search`` (case-insensitive substring),
         ``encoding_fixed``, ``conflict``, ``min_prob`` (predicted probability >= value),
         ``for_reviewer`` (that reviewer's queue, double review included), ``ids``.
+
+        ``count_cap`` bounds the work of counting: with it, a total above the cap is returned
+        as ``count_cap`` and ``page.attrs["total_capped"]`` is True (the UI shows "10,000+").
+        Counting a million matches costs more than showing the first twenty of them.
         """
         if order not in ORDERS:
             raise ValueError(f"Unknown order {order!r}; valid: {list(ORDERS)}.")
         clause, params = self._where(**filters)
-        total = int(self._read("SELECT COUNT(*) FROM samples s" + clause, params)[0][0])
+        if count_cap is None:
+            total = int(self._read("SELECT COUNT(*) FROM samples s" + clause, params)[0][0])
+        else:
+            total = int(
+                self._read(
+                    f"SELECT COUNT(*) FROM (SELECT 1 FROM samples s{clause} LIMIT ?)",
+                    [*params, int(count_cap) + 1],
+                )[0][0]
+            )
         page = self._frame(
             f"SELECT {_PAGE_COLUMNS} FROM samples s{clause}{_ORDER_SQL[order]} LIMIT ? OFFSET ?",
             [*params, int(limit), int(offset)],
@@ -123,7 +149,9 @@ class ReviewMixin:
             "is_label_issue",
         ):
             page[col] = page[col].astype(bool)
-        return page, total
+        capped = count_cap is not None and total > count_cap
+        page.attrs["total_capped"] = capped
+        return page, (int(count_cap) if capped else total)
 
     def review_ids(self, **filters: Any) -> list[int]:
         """Every sample id matching the filters (see :meth:`review_queue`), in row order."""

@@ -78,6 +78,9 @@ class Workspace(LabelsMixin, ReviewMixin, AnalysisMixin, JobsMixin, StoreBase):
                 rows,
             )
             conn.execute("INSERT INTO samples_fts(samples_fts) VALUES ('rebuild')")
+            # Statistics let the planner choose, per filter and order, between walking the
+            # order's index and sorting the filter's matches.
+            conn.execute("ANALYZE")
             info = {
                 "schema_version": SCHEMA_VERSION,
                 "name": name or folder.name,
