@@ -8,6 +8,7 @@ every entry it has not applied yet, in order. A merged update still carries ever
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 
 import streamlit as st
@@ -19,8 +20,13 @@ export default function(component) {
   const { setStateValue, data } = component;
   const wanted = new Set(data.keys);
   // One log per browser tab: survives reruns, so sequence numbers only ever grow.
-  const state = (window.__secondLookKeys = window.__secondLookKeys || { seq: 0, log: [] });
+  let state = (window.__secondLookKeys = window.__secondLookKeys || { seq: 0, log: [] });
   if (state.listener) document.removeEventListener("keydown", state.listener, true);
+  // A new server session (restart, reconnect) has applied none of the logged presses: start a
+  // new log, or its first update would replay them all.
+  if (state.session !== data.session) {
+    state = window.__secondLookKeys = { seq: 0, log: [], session: data.session };
+  }
   const listener = (e) => {
     const t = e.target;
     const tag = ((t && t.tagName) || "").toLowerCase();
@@ -59,4 +65,9 @@ def review_keys(*, key: str, on_key: Callable[[str], None]) -> None:
                 st.session_state[done_key] = press["seq"]
                 on_key(press["key"])
 
-    _component(key=key, data={"keys": list(REVIEW_KEYS)}, on_presses_change=apply_new_presses)
+    session = st.session_state.setdefault(f"{key}_session", uuid.uuid4().hex)
+    _component(
+        key=key,
+        data={"keys": list(REVIEW_KEYS), "session": session},
+        on_presses_change=apply_new_presses,
+    )

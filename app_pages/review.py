@@ -265,7 +265,7 @@ def action_buttons(item: Any, pos: int, total: int, disabled: bool) -> None:
     )
 
 
-KEY_ACTIONS = {"k": ("confirm",), "a": ("accept",), "u": ("undo",)}
+KEY_ACTIONS = {"k": ("confirm",), "u": ("undo",)}
 
 
 def on_key(key: str) -> None:
@@ -276,6 +276,12 @@ def on_key(key: str) -> None:
         move(1)
     elif not reviewer():
         st.session_state["rv_toast"] = "Enter your reviewer name in the sidebar to label."
+    elif key == "a":
+        item, _, _ = current_item()
+        if item is not None and item["predicted_label"] in (None, item["label"]):
+            st.session_state["rv_toast"] = "The model agrees with this label: K keeps it."
+        else:
+            act("accept")
     elif key in KEY_ACTIONS:
         act(*KEY_ACTIONS[key])
     elif key == "x":
@@ -349,6 +355,9 @@ def review_card() -> None:
         },
     )
     st.caption(f"Rows {start + 1:,}–{start + len(page):,} of {shown(total)}.")
+    # Inside the fragment: a card action reruns only the fragment, and the bulk preview must
+    # not go stale.
+    bulk_panel()
 
 
 BULK_ACTIONS = {
@@ -383,7 +392,9 @@ def bulk_panel() -> None:
             width="stretch",
             column_config={
                 "label": "current label",
-                "predicted_prob": st.column_config.NumberColumn(format="%.2f"),
+                "predicted_label": "model predicts",
+                "predicted_prob": st.column_config.NumberColumn("p(predicted)", format="%.2f"),
+                "label_quality": st.column_config.NumberColumn("quality", format="%.3f"),
             },
         )
         choice = st.selectbox("Action", list(BULK_ACTIONS), key="bulk_action")
@@ -407,4 +418,3 @@ def bulk_panel() -> None:
 
 filter_bar()
 review_card()
-bulk_panel()

@@ -1,10 +1,12 @@
-"""The one real-browser test: ``streamlit run app.py`` driven by headless Chromium.
+"""Real-browser tests: ``streamlit run app.py`` driven by headless Chromium.
 
-AppTest (tests/test_app.py) runs the scripts without a browser; this test checks what only a
+AppTest (tests/test_app.py) runs the scripts without a browser; these tests check what only a
 browser shows: the page loads over the websocket, the sidebar input, button clicks and keyboard
-shortcuts reach the server, and every action lands in the store. It drives Debian's Chromium
-(``apt-get install chromium``; never a downloaded build) and is skipped when that is missing.
-A screenshot is left in ``test-artifacts/browser-review.png`` for people to look at.
+shortcuts reach the server (keys pressed faster than the page redraws included), bulk actions
+and their one-step undo, and every action lands in the store, which is what the tests assert.
+They drive Debian's Chromium (``apt-get install chromium``; never a downloaded build) and are
+skipped when that is missing. Screenshots are left in ``test-artifacts/browser-*.png`` for
+people to look at.
 """
 
 from __future__ import annotations
@@ -19,10 +21,11 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from data.store import Workspace
-from tests.test_app import add_analysis
 
 CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,6 +35,7 @@ REVIEWER = "browser-ana"
 START_TIMEOUT_S = 60
 UI_TIMEOUT_MS = 30_000
 STORE_TIMEOUT_S = 20
+QUIET_S = 3  # no new event this long while the app is idle: a press was lost
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -79,59 +83,126 @@ def health_ok(url: str) -> bool:
         return False
 
 
+# The fake analysis: every row's quality is spread over (0, 1) in row order; the worst half
+# (the 12 positive rows) is flagged, and the model suggests the other label for them. Its
+# confidence alternates between high and middling, so a probability floor selects half of them.
+N_FLAGGED = 12
+HIGH_PROB, MID_PROB, PROB_FLOOR = 0.95, 0.6, 0.75
+
+
+def add_flagged_analysis(ws: Workspace) -> None:
+    rows = ws.samples()
+    n = len(rows)
+    quality = np.linspace(0.01, 0.99, n)
+    flagged = np.arange(n) < N_FLAGGED
+    flipped = {"positive": "negative", "negative": "positive"}
+    predicted_prob = np.where(flagged & (np.arange(n) % 2 == 1), MID_PROB, HIGH_PROB)
+    ws.save_analysis(
+        pd.DataFrame(
+            {
+                "sample_id": rows["id"],
+                "label_used": rows["label"],
+                "predicted_label": [
+                    flipped[lab] if flag else lab
+                    for lab, flag in zip(rows["label"], flagged, strict=True)
+                ],
+                "predicted_prob": predicted_prob,
+                "given_prob": np.where(flagged, 1 - predicted_prob, predicted_prob),
+                "label_quality": quality,
+                "is_label_issue": flagged,
+            }
+        ),
+        method="test",
+        settings={},
+        label_version=ws.label_version(),
+        summary={"n_issues": int(flagged.sum()), "timings": {}},
+    )
+
+
 @pytest.fixture
 def workspace_folder(tmp_path, sentiment_prepared) -> Path:
     home = tmp_path / "home"
     ws = Workspace.create(home / "browser", sentiment_prepared, name="browser")
-    add_analysis(ws)
+    add_flagged_analysis(ws)
+    # All flagged rows share one label, so every card the keyboard test passes through shows
+    # the same buttons (A, 1 · negative, X, K, U), whichever one the browser is drawing.
+    flagged = ws.review_queue(flagged=True, limit=100)[0]
+    assert len(flagged) == N_FLAGGED and set(flagged["label"]) == {"positive"}
     ws.close()
     return ws.folder
 
 
-@pytest.fixture
-def server(workspace_folder, tmp_path):
-    """A real Streamlit server on a free port; the whole process group is stopped afterwards."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "SECOND_LOOK_HOME": str(workspace_folder.parent),
-        "HF_HUB_OFFLINE": "1",
-        "TOKENIZERS_PARALLELISM": "false",
-    }
-    log_path = tmp_path / "streamlit.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "streamlit",
-                "run",
-                "app.py",
-                "--server.port",
-                str(port),
-                "--server.address",
-                "127.0.0.1",
-                "--server.headless",
-                "true",
-                "--browser.gatherUsageStats",
-                "false",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group, so it can be stopped as a whole
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
+class StreamlitServer:
+    """``streamlit run app.py`` on a free port, as its own process group; ``restart()`` stops it
+    and starts a fresh one on the same port (every browser session is then new)."""
+
+    def __init__(self, home: Path, log_path: Path):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {
+            **os.environ,
+            "SECOND_LOOK_HOME": str(home),
+            "HF_HUB_OFFLINE": "1",
+            "TOKENIZERS_PARALLELISM": "false",
+        }
+        self.log_path = log_path
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "streamlit",
+                    "run",
+                    "app.py",
+                    "--server.port",
+                    str(self.port),
+                    "--server.address",
+                    "127.0.0.1",
+                    "--server.headless",
+                    "true",
+                    "--browser.gatherUsageStats",
+                    "false",
+                ],
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group, so it can be stopped as a whole
+            )
         deadline = time.monotonic() + START_TIMEOUT_S
-        while not health_ok(url):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"Streamlit did not start on {url}:\n{log_path.read_text()[-3000:]}")
+        while not health_ok(self.url):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                log = self.log_path.read_text()[-3000:]
+                pytest.fail(f"Streamlit did not start on {self.url}:\n{log}")
             time.sleep(0.3)
-        yield url
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop(self.proc)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+@pytest.fixture
+def streamlit_server(workspace_folder, tmp_path):
+    """A real Streamlit server; the whole process group is stopped afterwards."""
+    srv = StreamlitServer(workspace_folder.parent, tmp_path / "streamlit.log")
+    try:
+        srv.start()
+        yield srv
     finally:
-        stop(proc)
+        srv.stop()
+
+
+@pytest.fixture
+def server(streamlit_server) -> str:
+    """The URL of a real Streamlit server."""
+    return streamlit_server.url
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -173,13 +244,17 @@ def test_review_relabel_and_undo_in_a_real_browser(server, workspace_folder, pag
         page.goto(f"{server}/review")
         sidebar = page.locator("[data-testid='stSidebar']")
         expect(sidebar).to_be_visible()
-        accept = page.get_by_role("button", name=re.compile(rf"^Accept suggestion '{suggested}'"))
+        accept_name = re.compile(rf"^Accept suggestion '{suggested}'")
+        accept = page.get_by_role("button", name=accept_name)
         expect(accept).to_be_disabled()  # no reviewer name yet
 
         name = sidebar.get_by_role("textbox", name="Reviewer name", exact=True)
         name.fill(REVIEWER)
         name.press("Enter")
-        expect(accept).to_be_enabled()
+        # While the page redraws, the button can briefly be there twice: the new, enabled one
+        # and the stale, disabled one from before (the warning above it went away).
+        accept = page.get_by_role("button", name=accept_name, disabled=False)
+        expect(accept).to_be_visible()
 
         accept.click()
         wait_until(
@@ -213,5 +288,279 @@ def test_review_relabel_and_undo_in_a_real_browser(server, workspace_folder, pag
 
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "browser-review.png"), full_page=True)
+    finally:
+        ws.close()
+
+
+def open_review_as_reviewer(page, url: str) -> None:
+    """Open /review, enter the reviewer name, wait for the page to settle, and leave no input
+    focused (shortcuts are ignored while one has focus; a reviewer clicks the page)."""
+    from playwright.sync_api import expect
+
+    page.goto(f"{url}/review")
+    keep = re.compile(r"^Keep '")
+    expect(page.get_by_role("button", name=keep)).to_be_disabled()  # waiting for a name
+    name = page.locator("[data-testid='stSidebar']").get_by_role(
+        "textbox", name="Reviewer name", exact=True
+    )
+    name.fill(REVIEWER)
+    name.press("Enter")
+    # Not to_be_enabled(): while the page redraws, a stale disabled copy can linger.
+    expect(page.get_by_role("button", name=keep, disabled=False)).to_be_visible()
+    wait_for_idle(page)
+    blur(page)
+
+
+def wait_for_idle(page) -> None:
+    """Wait until the script run in progress has finished (call it once the run has visibly
+    started): a popup opened during a run can be closed by the redraw."""
+    from playwright.sync_api import expect
+
+    app = page.locator("[data-testid='stApp']")
+    expect(app).to_have_attribute("data-test-script-state", "notRunning")
+
+
+def open_selectbox(page, combobox) -> None:
+    """Open a selectbox's list. Its popup closes when the page scrolls, and Playwright's
+    scroll-into-view can still be moving the page when it clicks: scroll first, wait for the
+    scrolling to stop, then open it with its button."""
+    from playwright.sync_api import expect
+
+    combobox.scroll_into_view_if_needed()
+    page.evaluate(SCROLL_SETTLED_JS)
+    box = combobox.locator("xpath=ancestor::*[@data-testid='stSelectbox']")
+    box.get_by_role("button", name="Open").click()
+    expect(combobox).to_have_attribute("aria-expanded", "true")
+
+
+# Resolves once no scroll event (in any scrolling container) has fired for 300 ms.
+SCROLL_SETTLED_JS = """() => new Promise(resolve => {
+    let timer;
+    const done = () => { document.removeEventListener("scroll", onScroll, true); resolve(); };
+    const onScroll = () => { clearTimeout(timer); timer = setTimeout(done, 300); };
+    document.addEventListener("scroll", onScroll, true);
+    onScroll();
+})"""
+
+
+def app_idle(page) -> bool:
+    state = page.locator("[data-testid='stApp']").get_attribute("data-test-script-state")
+    return state == "notRunning"
+
+
+def blur(page) -> None:
+    page.evaluate("document.activeElement && document.activeElement.blur()")
+
+
+def reviewer_events(ws: Workspace) -> pd.DataFrame:
+    """This reviewer's events, oldest first."""
+    return ws.events(reviewer=REVIEWER).iloc[::-1].reset_index(drop=True)
+
+
+def wait_for_events(
+    ws: Workspace, n: int, what: str, page=None, *, poll: float = 0.2
+) -> pd.DataFrame:
+    """Wait until the reviewer has ``n`` events and check there are exactly ``n``.
+
+    With ``page``, stop early once the app is idle and the store has not changed for
+    ``QUIET_S``: the missing events are not coming (a lost key press), so fail now.
+    """
+    deadline = time.monotonic() + STORE_TIMEOUT_S
+    seen, since = -1, time.monotonic()
+    while len(events := reviewer_events(ws)) < n and time.monotonic() < deadline:
+        if len(events) != seen:
+            seen, since = len(events), time.monotonic()
+        elif page is not None and app_idle(page) and time.monotonic() - since > QUIET_S:
+            break
+        time.sleep(poll)
+    shown = events[["sample_id", "action", "new_label", "new_excluded"]].to_string()
+    assert len(events) == n, f"expected {n} events ({what}); the store has:\n{shown}"
+    return events
+
+
+def screenshot(page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"browser-{name}.png"), full_page=True)
+
+
+# The keyboard flow: five actions on the five worst samples, then three undos.
+KEYS = ("a", "a", "1", "x", "k")
+ACTIONS = ["accept", "accept", "relabel", "exclude", "confirm"]
+
+
+def check_five_actions(ws: Workspace, queue: pd.DataFrame, before: dict, events) -> None:
+    """The five actions landed once each, on five distinct samples in queue order."""
+    ids = [int(i) for i in queue["sample_id"]]
+    assert list(events["action"]) == ACTIONS
+    assert list(events["sample_id"]) == ids
+    assert events["batch_id"].nunique() == 5
+    negative = ws.label_names[0]  # key 1
+    assert list(events["new_label"][:3]) == [*queue["predicted_label"][:2], negative]
+    after = {sid: ws.sample(sid) for sid in ids}
+    assert [after[sid]["label"] for sid in ids] == [
+        *queue["predicted_label"][:2],
+        negative,
+        before[ids[3]]["label"],
+        before[ids[4]]["label"],
+    ]
+    assert [after[sid]["excluded"] for sid in ids] == [False, False, False, True, False]
+    assert all(after[sid]["reviewed"] for sid in ids)
+
+
+def check_three_undos(ws: Workspace, queue: pd.DataFrame, before: dict, events) -> None:
+    """The last three actions are reverted, newest first; the first two are kept."""
+    ids = [int(i) for i in queue["sample_id"]]
+    undos = events.iloc[5:]
+    assert list(undos["action"]) == ["undo"] * 3
+    assert list(undos["sample_id"]) == ids[4:1:-1]
+    assert list(undos["undoes_batch"]) == list(events["batch_id"][4:1:-1])
+    for sid in ids[2:]:
+        now = ws.sample(sid)
+        assert now["label"] == before[sid]["label"]
+        assert now["excluded"] == before[sid]["excluded"]
+        assert not now["reviewed"]
+    for sid, label in zip(ids[:2], queue["predicted_label"][:2], strict=True):
+        now = ws.sample(sid)
+        assert now["label"] == label != before[sid]["label"] and now["reviewed"]
+
+
+def test_keys_pressed_before_the_redraw_act_on_the_next_sample(server, workspace_folder, page):
+    """Each key is pressed as soon as the previous action is in the store: its callback has
+    run, and the page usually still shows the card just acted on (the redraw follows). The
+    server resolves the target, so every key acts once, on the next sample in queue order
+    (worst label quality first). One press at a time is in flight: see the next test for more."""
+    ws = Workspace(workspace_folder)
+    try:
+        queue = ws.review_queue(flagged=True, limit=5)[0]  # the page's defaults
+        before = {int(sid): ws.sample(sid) for sid in queue["sample_id"]}
+        open_review_as_reviewer(page, server)
+
+        for i, key in enumerate(KEYS, start=1):
+            page.keyboard.press(key)
+            wait_for_events(ws, i, f"key {key!r} after {KEYS[: i - 1]}", poll=0.01)
+        check_five_actions(ws, queue, before, reviewer_events(ws))
+        screenshot(page, "keys")
+
+        for i in range(1, 4):
+            page.keyboard.press("u")
+            wait_for_events(ws, 5 + i, f"undo #{i}", poll=0.01)
+        check_three_undos(ws, queue, before, reviewer_events(ws))
+        screenshot(page, "keys-undone")
+    finally:
+        ws.close()
+
+
+def test_keys_pressed_without_any_pause_are_all_applied(server, workspace_folder, page):
+    """The same flow with no pause at all between keys: every press counts, in order.
+
+    Streamlit's button shortcuts failed this (presses arriving during a run were merged into
+    one trigger; different buttons then ran newest first); app_pages/keys.py sends a log."""
+    ws = Workspace(workspace_folder)
+    try:
+        queue = ws.review_queue(flagged=True, limit=5)[0]
+        before = {int(sid): ws.sample(sid) for sid in queue["sample_id"]}
+        open_review_as_reviewer(page, server)
+
+        for key in KEYS:
+            page.keyboard.press(key)
+        try:
+            events = wait_for_events(ws, 5, f"keys {KEYS} without pauses", page)
+            check_five_actions(ws, queue, before, events)
+        finally:
+            screenshot(page, "keys-fast")
+
+        for _ in range(3):
+            page.keyboard.press("u")
+        try:
+            events = wait_for_events(ws, 8, "'u' three times without pauses", page)
+            check_three_undos(ws, queue, before, events)
+        finally:
+            screenshot(page, "keys-fast-undone")
+    finally:
+        ws.close()
+
+
+def test_bulk_accept_with_preview_is_undone_in_one_step(server, workspace_folder, page):
+    from playwright.sync_api import expect
+
+    ws = Workspace(workspace_folder)
+    try:
+        # The page's default filter (flagged) plus the probability floor.
+        expected = ws.review_ids(flagged=True, min_prob=PROB_FLOOR)
+        assert 0 < len(expected) < N_FLAGGED  # the floor really selects
+        before = {sid: ws.sample(sid) for sid in expected}
+        rows = ws.review_queue(ids=expected, order="row", limit=len(expected))[0]
+        suggested = dict(zip(rows["sample_id"], rows["predicted_label"], strict=True))
+        open_review_as_reviewer(page, server)
+
+        page.get_by_text("Bulk action on the rows these filters select").click()
+        panel = page.locator("[data-testid='stExpander']")
+        expect(panel).to_contain_text(f"{N_FLAGGED} rows match")
+        floor = panel.get_by_role("spinbutton", name="…and the model's probability is at least")
+        floor.fill(str(PROB_FLOOR))
+        floor.press("Enter")
+        expect(panel).to_contain_text(f"{len(expected)} rows match")
+        wait_for_idle(page)
+        action = panel.get_by_role("combobox", name="Action")
+        open_selectbox(page, action)
+        page.get_by_role("option", name="accept the model's suggestion", exact=True).click()
+        expect(action).to_have_value("accept the model's suggestion")
+        panel.get_by_role("button", name=f"Apply to {len(expected)} rows").click()
+
+        events = wait_for_events(ws, len(expected), "one bulk accept")
+        assert set(events["action"]) == {"accept"}
+        assert events["batch_id"].nunique() == 1
+        assert sorted(events["sample_id"]) == expected
+        for sid in expected:
+            now = ws.sample(sid)
+            assert now["label"] == suggested[sid] != before[sid]["label"] and now["reviewed"]
+        expect(page.get_by_text(re.compile(r"One Undo \(U\) reverts them all"))).to_be_visible()
+        screenshot(page, "bulk")
+
+        wait_for_idle(page)
+        blur(page)
+        page.keyboard.press("u")
+        events = wait_for_events(ws, 2 * len(expected), "the bulk accept and one undo")
+        undos = events.iloc[len(expected) :]
+        assert set(undos["action"]) == {"undo"}
+        assert undos["batch_id"].nunique() == 1  # one step
+        assert set(undos["undoes_batch"]) == {events["batch_id"].iloc[0]}
+        assert sorted(undos["sample_id"]) == expected
+        for sid in expected:
+            now = ws.sample(sid)
+            assert now["label"] == before[sid]["label"] and not now["reviewed"]
+        expect(page.get_by_text("Undone.")).to_be_visible()
+        screenshot(page, "bulk-undone")
+    finally:
+        ws.close()
+
+
+def test_keys_pressed_before_a_server_restart_are_not_replayed(
+    streamlit_server, workspace_folder, page
+):
+    """The browser keeps its key log across a new server session (a restart, or a session the
+    server dropped): the new session must not apply the old presses again."""
+    from playwright.sync_api import expect
+
+    ws = Workspace(workspace_folder)
+    try:
+        open_review_as_reviewer(page, streamlit_server.url)
+        for key in ("a", "a", "a"):
+            page.keyboard.press(key)
+        wait_for_events(ws, 3, "three accepts")
+
+        streamlit_server.restart()
+        # The page reconnects by itself, without a reload, to a new session.
+        keep = page.get_by_role("button", name=re.compile(r"^Keep '"), disabled=False)
+        expect(keep).to_be_visible()
+        wait_for_idle(page)
+        assert len(reviewer_events(ws)) == 3  # reconnecting alone changed nothing
+        blur(page)
+        page.keyboard.press("k")
+        events = wait_for_events(ws, 4, "three accepts, a restart, one keep", page)
+        screenshot(page, "keys-after-restart")
+        wait_for_idle(page)
+        events = wait_for_events(ws, 4, "three accepts, a restart, one keep", page)
+        assert list(events["action"]) == ["accept"] * 3 + ["confirm"]
     finally:
         ws.close()

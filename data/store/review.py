@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from data.store.base import LABEL_ACTIONS, ORDERS
+from data.store.base import ORDERS
 
 _ORDER_SQL = {
     # Likeliest label errors first.
@@ -167,7 +167,7 @@ class ReviewMixin:
         """Apply one action to every sample matching the filters, as one undoable batch.
 
         ``action="accept"`` takes each row's own model suggestion (rows without a prediction
-        are skipped); ``"relabel"`` needs ``new_label`` (``"confirm"`` keeps each row's current
+        or whose label already is the suggestion are skipped); ``"relabel"`` needs ``new_label`` (``"confirm"`` keeps each row's current
         label when ``new_label`` is None); ``"exclude"``/``"include"`` change exclusion.
         Returns the new event ids; a single :meth:`undo` reverts them all.
         """
@@ -178,17 +178,23 @@ class ReviewMixin:
             raise ValueError("A bulk relabel needs the new label: pass new_label=...")
         clause, params = self._where(**filters)
         rows = self._read(
-            f"SELECT s.id, s.label, s.predicted_label FROM samples s{clause} ORDER BY s.id", params
+            f"SELECT s.id, s.label, s.predicted_label, s.excluded FROM samples s{clause}"
+            " ORDER BY s.id",
+            params,
         )
         actions: list[tuple[int, str, str | None]] = []
-        for sample_id, current, predicted in rows:
+        # Rows the action would not change are left out (applying twice logs nothing new);
+        # "confirm" is the exception: confirming is itself the reviewer's statement.
+        for sample_id, current, predicted, excluded in rows:
             if action == "accept":
-                if predicted is None:
-                    continue
-                actions.append((int(sample_id), "accept", predicted))
-            elif action in LABEL_ACTIONS:
-                actions.append((int(sample_id), action, new_label or current))
-            else:
+                if predicted is not None and predicted != current:
+                    actions.append((int(sample_id), "accept", predicted))
+            elif action == "relabel":
+                if new_label != current:
+                    actions.append((int(sample_id), "relabel", new_label))
+            elif action == "confirm":
+                actions.append((int(sample_id), "confirm", new_label or current))
+            elif bool(excluded) != (action == "exclude"):
                 actions.append((int(sample_id), action, None))
         if not actions:
             return []
