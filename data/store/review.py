@@ -46,9 +46,20 @@ class ReviewMixin:
         min_prob: float | None = None,
         for_reviewer: str | None = None,
         ids: list[int] | None = None,
-    ) -> tuple[str, list[Any]]:
+    ) -> tuple[str, list[Any], bool]:
+        """The WHERE clause, its parameters, and whether a narrow filter leads the plan.
+
+        The planner's statistics average over a boolean column's two values, so it takes
+        "flagged" for half the table. When a narrow filter is present (flagged, prediction
+        disagrees, reviewed, conflicting, a rare search, ids), the broad conditions are written
+        ``+s.col`` so that no index serves them, and the narrow filter's index leads.
+        """
         where: list[str] = []
         params: list[Any] = []
+        phrase = '"' + search.replace('"', '""') + '"' if search else ""  # quoted = literal
+        rare = bool(search) and len(search) >= 3 and self._rare(phrase)
+        narrow = rare or ids is not None or True in (flagged, disagrees, reviewed, conflict)
+        broad = "+" if narrow else ""
         for flag, column in (
             (flagged, "is_label_issue"),
             (disagrees, "disagrees"),
@@ -57,19 +68,18 @@ class ReviewMixin:
             (conflict, "conflict"),
         ):
             if flag is not None:
-                where.append(f"s.{column} = {1 if flag else 0}")
+                where.append(f"{'' if flag else broad}s.{column} = {1 if flag else 0}")
         if label is not None:
-            where.append("s.label = ?")
+            where.append(f"{broad}s.label = ?")
             params.append(label)
         if split is not None:
-            where.append("s.split = ?")
+            where.append(f"{broad}s.split = ?")
             params.append(split)
         if min_prob is not None:
             where.append("s.predicted_prob >= ?")
             params.append(float(min_prob))
         if search:
-            phrase = '"' + search.replace('"', '""') + '"'  # a quoted phrase is literal
-            if len(search) >= 3 and self._rare(phrase):
+            if rare:
                 # The trigram index finds the few rows of a rare substring at once.
                 where.append("s.id IN (SELECT rowid FROM samples_fts WHERE samples_fts MATCH ?)")
                 params.append(phrase)
@@ -90,7 +100,7 @@ class ReviewMixin:
             params.append(for_reviewer)
         if ids is not None:
             where.append(f"s.id IN ({','.join(str(int(i)) for i in ids) or 'NULL'})")
-        return ((" WHERE " + " AND ".join(where)) if where else ""), params
+        return ((" WHERE " + " AND ".join(where)) if where else ""), params, narrow
 
     def _rare(self, phrase: str, *, threshold: int = 2000) -> bool:
         """Whether a search phrase matches at most ``threshold`` rows (by the trigram index)."""
@@ -126,7 +136,16 @@ class ReviewMixin:
         """
         if order not in ORDERS:
             raise ValueError(f"Unknown order {order!r}; valid: {list(ORDERS)}.")
-        clause, params = self._where(**filters)
+        clause, params, narrow = self._where(**filters)
+        order_sql = _ORDER_SQL[order]
+        by_quality_index = order == "quality" and True in (
+            filters.get("flagged"),
+            filters.get("disagrees"),
+            filters.get("reviewed"),
+        )
+        if narrow and not by_quality_index:
+            # Sort the few matches; walking the order's index would visit most of the table.
+            order_sql = order_sql.replace("ORDER BY s.", "ORDER BY +s.")
         if count_cap is None:
             total = int(self._read("SELECT COUNT(*) FROM samples s" + clause, params)[0][0])
         else:
@@ -137,7 +156,7 @@ class ReviewMixin:
                 )[0][0]
             )
         page = self._frame(
-            f"SELECT {_PAGE_COLUMNS} FROM samples s{clause}{_ORDER_SQL[order]} LIMIT ? OFFSET ?",
+            f"SELECT {_PAGE_COLUMNS} FROM samples s{clause}{order_sql} LIMIT ? OFFSET ?",
             [*params, int(limit), int(offset)],
         )
         for col in (
@@ -155,7 +174,7 @@ class ReviewMixin:
 
     def review_ids(self, **filters: Any) -> list[int]:
         """Every sample id matching the filters (see :meth:`review_queue`), in row order."""
-        clause, params = self._where(**filters)
+        clause, params, _ = self._where(**filters)
         return [
             int(r[0])
             for r in self._read(f"SELECT s.id FROM samples s{clause} ORDER BY s.id", params)
@@ -176,7 +195,7 @@ class ReviewMixin:
             raise ValueError(f"Unknown bulk action {action!r}; valid: {list(valid)}.")
         if action == "relabel" and new_label is None:
             raise ValueError("A bulk relabel needs the new label: pass new_label=...")
-        clause, params = self._where(**filters)
+        clause, params, _ = self._where(**filters)
         rows = self._read(
             f"SELECT s.id, s.label, s.predicted_label, s.excluded FROM samples s{clause}"
             " ORDER BY s.id",
