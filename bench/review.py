@@ -16,7 +16,6 @@ import argparse
 import gc
 import json
 import os
-import platform
 import resource
 import sqlite3
 import sys
@@ -31,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from machine import describe  # noqa: E402
 
 from data.readers import prepare_dataset, read_table  # noqa: E402
 from data.store import Workspace  # noqa: E402
@@ -58,22 +58,11 @@ SYLLABLES = (
 
 # -- machine and memory ----------------------------------------------------------------------
 def machine() -> dict:
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
+        **describe(),
         "ram_gib": round(_total_ram() / 2**30, 1),
-        "python": platform.python_version(),
         "sqlite": sqlite3.sqlite_version,
         "pandas": pd.__version__,
-        "platform": platform.platform(),
     }
 
 
