@@ -360,6 +360,8 @@ def review_card() -> None:
     bulk_panel()
 
 
+BULK_PLAN_LIMIT = 50_000  # above this, planning the preview would slow every card action
+
 BULK_ACTIONS = {
     "accept the model's suggestion": ("accept", None),
     "keep the current labels (confirm)": ("confirm", None),
@@ -398,14 +400,26 @@ def bulk_panel() -> None:
             },
         )
         choice = st.selectbox("Action", list(BULK_ACTIONS), key="bulk_action")
+        action, label = BULK_ACTIONS[choice]
+        # Rows the action would not change are skipped; count them when that is cheap.
+        changing = (
+            len(ws.bulk_plan(action=action, new_label=label, **filters))
+            if total <= BULK_PLAN_LIMIT
+            else None
+        )
+        if changing is not None and changing < total:
+            st.caption(
+                f"{total - changing:,} of these rows already match this action and are left alone."
+            )
         who = reviewer()
         if st.button(
-            f"Apply to {total:,} rows",
+            f"Apply to {changing:,} rows"
+            if changing is not None
+            else f"Apply to up to {total:,} rows",
             key="bulk_apply",
             type="primary",
-            disabled=not who or total == 0,
+            disabled=not who or not (changing if changing is not None else total),
         ):
-            action, label = BULK_ACTIONS[choice]
             events = ws.bulk_apply(action=action, new_label=label, reviewer=who, **filters)
             st.session_state["rv_toast"] = (
                 f"Saved: {choice} on {len(events):,} rows. One Undo (U) reverts them all."

@@ -132,3 +132,14 @@ def test_rebuild_state_keeps_conflicts(analysed):
     analysed.rebuild_state()
     pd.testing.assert_frame_equal(before, analysed.samples())
     assert np.asarray(before["conflict"]).sum() == 1
+
+
+def test_bulk_skips_rows_it_would_not_change(analysed):
+    first = analysed.bulk_apply(action="accept", reviewer="ana", flagged=True)
+    assert len(first) == 5
+    assert analysed.bulk_plan(action="accept", flagged=True) == []
+    assert analysed.bulk_apply(action="accept", reviewer="ana", flagged=True) == []
+    assert len(analysed.bulk_plan(action="confirm", flagged=True)) == 5  # a statement each time
+    excluded = analysed.bulk_apply(action="exclude", reviewer="ana", search="phone")
+    assert analysed.bulk_plan(action="exclude", search="phone") == []
+    assert len(analysed.bulk_plan(action="include", search="phone")) == len(excluded)

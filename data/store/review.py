@@ -180,15 +180,16 @@ class ReviewMixin:
             for r in self._read(f"SELECT s.id FROM samples s{clause} ORDER BY s.id", params)
         ]
 
-    def bulk_apply(
-        self, *, action: str, reviewer: str, new_label: str | None = None, **filters: Any
-    ) -> list[int]:
-        """Apply one action to every sample matching the filters, as one undoable batch.
+    def bulk_plan(
+        self, *, action: str, new_label: str | None = None, **filters: Any
+    ) -> list[tuple[int, str, str | None]]:
+        """The ``(sample_id, action, label)`` triples a bulk action would apply.
 
-        ``action="accept"`` takes each row's own model suggestion (rows without a prediction
-        or whose label already is the suggestion are skipped); ``"relabel"`` needs ``new_label`` (``"confirm"`` keeps each row's current
-        label when ``new_label`` is None); ``"exclude"``/``"include"`` change exclusion.
-        Returns the new event ids; a single :meth:`undo` reverts them all.
+        ``action="accept"`` takes each row's own model suggestion; ``"relabel"`` needs
+        ``new_label``; ``"confirm"`` keeps each row's current label (or ``new_label``);
+        ``"exclude"``/``"include"`` change exclusion. Rows the action would not change are
+        left out, so applying twice logs nothing new; confirming is the exception, as it is
+        itself the reviewer's statement.
         """
         valid = ("accept", "relabel", "confirm", "exclude", "include")
         if action not in valid:
@@ -202,8 +203,6 @@ class ReviewMixin:
             params,
         )
         actions: list[tuple[int, str, str | None]] = []
-        # Rows the action would not change are left out (applying twice logs nothing new);
-        # "confirm" is the exception: confirming is itself the reviewer's statement.
         for sample_id, current, predicted, excluded in rows:
             if action == "accept":
                 if predicted is not None and predicted != current:
@@ -215,9 +214,15 @@ class ReviewMixin:
                 actions.append((int(sample_id), "confirm", new_label or current))
             elif bool(excluded) != (action == "exclude"):
                 actions.append((int(sample_id), action, None))
-        if not actions:
-            return []
-        return self.apply_actions(actions, reviewer=reviewer)
+        return actions
+
+    def bulk_apply(
+        self, *, action: str, reviewer: str, new_label: str | None = None, **filters: Any
+    ) -> list[int]:
+        """Apply :meth:`bulk_plan`'s actions as one batch that a single :meth:`undo` reverts;
+        returns the new event ids."""
+        actions = self.bulk_plan(action=action, new_label=new_label, **filters)
+        return self.apply_actions(actions, reviewer=reviewer) if actions else []
 
     # -- double review and reviewers -------------------------------------------------------
     def set_overlap(self, share: float) -> int:
