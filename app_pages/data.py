@@ -136,7 +136,11 @@ with st.expander("Import a dataset", expanded=ws is None):
             "Text column", columns, index=columns.index(guess_text), key="map_text"
         )
         label_col = c2.selectbox(
-            "Label column", columns, index=columns.index(guess_label), key="map_label"
+            "Label column",
+            [*columns, NONE],
+            index=columns.index(guess_label),
+            key="map_label",
+            help="(none): the label is the majority vote of the annotator columns below.",
         )
         id_col = c3.selectbox("Id column (optional)", [NONE, *columns], key="map_id")
         guess_split = "split" if "split" in columns else NONE
@@ -145,6 +149,15 @@ with st.expander("Import a dataset", expanded=ws is None):
             [NONE, *columns],
             index=[NONE, *columns].index(guess_split),
             key="map_split",
+        )
+        annotator_cols = st.multiselect(
+            "Annotator columns (optional)",
+            [c for c in columns if c not in (text_col, label_col, id_col, split_col)],
+            key="map_annotators",
+            help="One column per annotator, each with that annotator's label (empty where "
+            "they did not label the row). The analysis then adds cleanlab's multi-annotator "
+            "consensus (CROWDLAB): a consensus label and its quality per row, and a quality "
+            "score per annotator.",
         )
         st.caption("Other columns are kept as metadata (e.g. a crowd `confidence`).")
         drop_empty = st.checkbox("Drop rows with empty text", key="drop_empty")
@@ -161,7 +174,8 @@ with st.expander("Import a dataset", expanded=ws is None):
                     name=name,
                     analyze=analyze,
                     text_column=text_col,
-                    label_column=label_col,
+                    label_column=None if label_col == NONE else label_col,
+                    annotator_columns=annotator_cols,
                     id_column=None if id_col == NONE else id_col,
                     split_column=None if split_col == NONE else split_col,
                     drop_empty_text=drop_empty,

@@ -13,7 +13,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -62,6 +63,9 @@ class PreparedDataset:
     warnings: list[str]
     encoding: str
     dropped_rows: int = 0
+    # Columns holding individual annotators' labels (multi-annotator data); they stay in
+    # ``meta`` too, so the analysis can run cleanlab's CROWDLAB consensus on them.
+    annotator_columns: list[str] = field(default_factory=list)
 
 
 def _scalar_str(value: Any) -> str | None:
@@ -276,12 +280,13 @@ def prepare_dataset(
     raw: ReadResult | pd.DataFrame,
     *,
     text_column: str,
-    label_column: str,
+    label_column: str | None,
     id_column: str | None = None,
     split_column: str | None = None,
     test_size: float = 0.2,
     seed: int = 0,
     drop_empty_text: bool = False,
+    annotator_columns: Sequence[str] | None = None,
 ) -> PreparedDataset:
     """Check the chosen columns and build the dataset the app works on.
 
@@ -305,6 +310,10 @@ def prepare_dataset(
     drop_empty_text : bool
         Drop rows with empty or whitespace-only text (counted in ``dropped_rows``) instead of
         raising.
+    annotator_columns : sequence of str, optional
+        Two or more columns, one per annotator, each holding that annotator's label (empty
+        where the annotator did not label the row). With ``label_column=None`` the label is
+        the annotators' majority vote (ties go to the label that is more common overall).
 
     Returns
     -------
@@ -338,6 +347,16 @@ def prepare_dataset(
         "id column": id_column,
         "split column": split_column,
     }
+    annotators = list(annotator_columns or [])
+    if annotators and len(annotators) < 2:
+        raise DataError(
+            f"Multi-annotator consensus needs at least two annotator columns; got {annotators}. "
+            "Choose more columns, or none."
+        )
+    if label_column is None and not annotators:
+        raise DataError("Choose a label column (or two or more annotator columns).")
+    for i, column in enumerate(annotators):
+        roles[f"annotator column {i + 1}"] = column
     _check_columns(frame, roles)
     if len(frame) == 0:
         raise DataError("The table has no rows. Check that you chose the right file.")
@@ -368,8 +387,14 @@ def _prepare(
     if len(positions) == 0:
         raise DataError(f"Every row has empty text in column {text_column!r}. Choose the column.")
     kept = frame.iloc[positions] if len(positions) < len(frame) else frame
-    labels = _clean_labels(kept[label_column], label_column)
-    label_names = sorted(pd.unique(labels))
+    annotators = [c for role, c in roles.items() if role.startswith("annotator")]
+    votes = _annotator_labels(kept, annotators)
+    if label_column is not None:
+        labels = _clean_labels(kept[label_column], label_column)
+    else:
+        labels = majority_vote(votes)
+        label_column = "majority vote of " + ", ".join(annotators)
+    label_names = sorted(set(pd.unique(labels)) | set(votes.stack().dropna().tolist()))
     if len(label_names) < 2:
         raise DataError(
             f"Column {label_column!r} has only one class ({label_names[0]!r}); at least two "
@@ -388,7 +413,8 @@ def _prepare(
     warnings.extend(notes)
     fixed = np.zeros(len(frame), dtype=bool)
     fixed[np.asarray(affected, dtype=np.int64)] = True
-    used = {c for c in roles.values() if c is not None}
+    # Annotator columns stay in meta: the analysis reads them from there.
+    used = {c for role, c in roles.items() if c is not None and not role.startswith("annotator")}
     meta = np.empty(len(kept), dtype=object)
     meta[:] = _meta_records(kept, [c for c in frame.columns if c not in used])
     out = pd.DataFrame(
@@ -413,4 +439,44 @@ def _prepare(
         warnings=warnings,
         encoding=encoding,
         dropped_rows=len(frame) - len(positions),
+        annotator_columns=annotators,
     )
+
+
+def _annotator_labels(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """The annotators' labels as stripped strings, ``None`` where a row was not labeled."""
+    votes = pd.DataFrame(index=range(len(frame)))
+    for column in columns:
+        values = _to_strings(frame[column]).str.strip().array
+        votes[column] = [None if pd.isna(v) or v == "" else v for v in values]
+    if columns:
+        none = votes.isna().all(axis=1).to_numpy()
+        if none.any():
+            raise DataError(
+                f"{rows(none.sum())} {verb(none.sum(), 'have')} no label from any annotator "
+                f"column ({_rows_text(np.flatnonzero(none))}). Fill them in or remove those rows."
+            )
+    return votes
+
+
+def majority_vote(votes: pd.DataFrame) -> pd.Series:
+    """Each row's most frequent annotator label; a tie goes to the label that is more common
+    over the whole table (then to the first in sorted order), so the result is deterministic.
+
+    Examples
+    --------
+    >>> majority_vote(pd.DataFrame({"a": ["x", "y"], "b": ["x", None], "c": ["y", "z"]})).tolist()
+    ['x', 'y']
+    """
+    overall = votes.stack().value_counts()
+    rank = {
+        label: i for i, label in enumerate(sorted(overall.index, key=lambda v: (-overall[v], v)))
+    }
+    out = []
+    for row in votes.itertuples(index=False):
+        counts: dict[str, int] = {}
+        for v in row:
+            if v is not None and not (isinstance(v, float) and np.isnan(v)):
+                counts[v] = counts.get(v, 0) + 1
+        out.append(min(counts, key=lambda v: (-counts[v], rank[v])))
+    return pd.Series(out, dtype="str")

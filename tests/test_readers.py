@@ -395,3 +395,30 @@ def test_input_frame_is_not_mutated():
     before = frame.copy(deep=True)
     _prepare(frame, drop_empty_text=True)
     pd.testing.assert_frame_equal(frame, before)
+
+
+def test_annotator_columns_give_a_majority_vote_label_and_stay_in_meta():
+    df = pd.DataFrame(
+        {
+            "t": ["good", "bad", "fine", "meh"],
+            "a1": ["pos", "neg", "pos", None],
+            "a2": ["pos", "pos", "neg", "neg"],
+            "a3": ["neg", "neg", "neg", ""],
+        }
+    )
+    ds = prepare_dataset(
+        df, text_column="t", label_column=None, annotator_columns=["a1", "a2", "a3"]
+    )
+    assert ds.frame["label"].tolist() == ["pos", "neg", "neg", "neg"]
+    assert ds.annotator_columns == ["a1", "a2", "a3"]
+    assert ds.frame["meta"][0] == {"a1": "pos", "a2": "pos", "a3": "neg"}
+
+
+def test_bad_annotator_mappings_are_named():
+    df = pd.DataFrame({"t": ["a", "b"], "y": ["x", "z"], "a1": ["x", None], "a2": ["z", None]})
+    with pytest.raises(DataError, match="at least two annotator"):
+        prepare_dataset(df, text_column="t", label_column="y", annotator_columns=["a1"])
+    with pytest.raises(DataError, match="no label from any annotator"):
+        prepare_dataset(df, text_column="t", label_column="y", annotator_columns=["a1", "a2"])
+    with pytest.raises(DataError, match="Unknown annotator column"):
+        prepare_dataset(df, text_column="t", label_column="y", annotator_columns=["a1", "zz"])

@@ -11,6 +11,16 @@ import pandas as pd
 
 from data.store.base import chunks, loads, now, to_json
 
+# Optional per-row results (issue types beyond label errors) and their Python types.
+OPTIONAL_RESULT_COLUMNS: dict[str, type] = {
+    "is_outlier": int,
+    "outlier_score": float,
+    "dup_group": int,
+    "dup_conflict": int,
+    "consensus_label": str,
+    "consensus_quality": float,
+}
+
 
 class AnalysisMixin:
     # -- embeddings cache (implements curation.probs.EmbeddingCache) -----------------------
@@ -56,7 +66,10 @@ class AnalysisMixin:
         summary: dict[str, Any] | None = None,
     ) -> int:
         """Store one analysis: ``results`` has sample_id, label_used (given label),
-        predicted_label, predicted_prob, given_prob, label_quality, is_label_issue."""
+        predicted_label, predicted_prob, given_prob, label_quality, is_label_issue, and
+        optionally the other issue types' columns (:data:`OPTIONAL_RESULT_COLUMNS`: outliers,
+        near-duplicate groups, multi-annotator consensus). The latest analysis is copied into
+        ``samples`` for the review queue."""
         required = [
             "sample_id",
             "label_used",
@@ -70,6 +83,16 @@ class AnalysisMixin:
         if missing:
             raise ValueError(f"analysis results lack columns {missing}; required: {required}")
 
+        extra = [c for c in OPTIONAL_RESULT_COLUMNS if c in results.columns]
+
+        def column(name: str, kind: type) -> list:
+            values = results[name]
+            if kind is str:
+                return [None if pd.isna(v) else str(v) for v in values]
+            if kind is int:
+                return [None if pd.isna(v) else int(v) for v in values]
+            return [None if pd.isna(v) else float(v) for v in values]
+
         def write(conn: sqlite3.Connection) -> int:
             cur = conn.execute(
                 "INSERT INTO analyses (created_at, method, settings, label_version, summary)"
@@ -77,10 +100,10 @@ class AnalysisMixin:
                 (now(), method, to_json(settings), int(label_version), to_json(summary or {})),
             )
             aid = int(cur.lastrowid)
+            names = [*required[1:], *extra]
             conn.executemany(
-                "INSERT INTO analysis_results (analysis_id, sample_id, label_used,"
-                " predicted_label, predicted_prob, given_prob, label_quality, is_label_issue)"
-                " VALUES (?,?,?,?,?,?,?,?)",
+                f"INSERT INTO analysis_results (analysis_id, sample_id, {', '.join(names)})"
+                f" VALUES ({','.join('?' * (len(names) + 2))})",
                 zip(
                     [aid] * len(results),
                     results["sample_id"].astype(int).tolist(),
@@ -90,6 +113,7 @@ class AnalysisMixin:
                     results["given_prob"].astype(float).tolist(),
                     results["label_quality"].astype(float).tolist(),
                     results["is_label_issue"].astype(bool).astype(int).tolist(),
+                    *(column(c, OPTIONAL_RESULT_COLUMNS[c]) for c in extra),
                     strict=True,
                 ),
             )
@@ -98,7 +122,9 @@ class AnalysisMixin:
                 "UPDATE samples SET predicted_label = r.predicted_label,"
                 " predicted_prob = r.predicted_prob, label_quality = r.label_quality,"
                 " is_label_issue = r.is_label_issue,"
-                " disagrees = (r.predicted_label != samples.label)"
+                " disagrees = (r.predicted_label != samples.label),"
+                " is_outlier = COALESCE(r.is_outlier, 0), outlier_score = r.outlier_score,"
+                " dup_group = r.dup_group, dup_conflict = COALESCE(r.dup_conflict, 0)"
                 " FROM analysis_results r WHERE r.analysis_id = ? AND r.sample_id = samples.id",
                 (aid,),
             )
@@ -136,15 +162,105 @@ class AnalysisMixin:
         df = self._frame(
             "SELECT s.id AS sample_id, s.ext_id, s.text, s.original_label, s.label, s.split,"
             " s.excluded, s.reviewed, s.reviewer, s.reviewed_at, r.label_used, r.predicted_label,"
-            " r.predicted_prob, r.given_prob, r.label_quality, r.is_label_issue"
-            " FROM samples s LEFT JOIN analysis_results r"
+            " r.predicted_prob, r.given_prob, r.label_quality, r.is_label_issue,"
+            " r.is_outlier, r.outlier_score, r.dup_group, r.dup_conflict, r.consensus_label,"
+            " r.consensus_quality FROM samples s LEFT JOIN analysis_results r"
             " ON r.sample_id = s.id AND r.analysis_id = ? ORDER BY s.id",
             (aid,),
         )
         for col in ("excluded", "reviewed"):
             df[col] = df[col].astype(bool)
-        df["is_label_issue"] = df["is_label_issue"].fillna(0).astype(bool)
+        for col in ("is_label_issue", "is_outlier", "dup_conflict"):
+            df[col] = df[col].fillna(0).astype(bool)
         return df
+
+    # -- the neighbour graph (label-independent; one per encoder) ---------------------------
+    def get_knn(self, model_key: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """The stored ``(indices, distances)`` arrays, each ``(n_samples, k)`` in sample-id
+        order, or ``None`` when this encoder's graph is not stored (or the rows changed)."""
+        rows = self._read(
+            "SELECT sample_id, neighbor_id, distance FROM knn WHERE model_key = ?"
+            " ORDER BY sample_id, rank",
+            (model_key,),
+        )
+        n = int(self._read("SELECT COUNT(*) FROM samples")[0][0])
+        if not rows or len(rows) % n:
+            return None
+        k = len(rows) // n
+        table = np.array([(r[1], r[2]) for r in rows], dtype=np.float64).reshape(n, k, 2)
+        return table[:, :, 0].astype(np.int64), table[:, :, 1].astype(np.float32)
+
+    def put_knn(self, model_key: str, indices: np.ndarray, distances: np.ndarray) -> None:
+        """Store the neighbour graph of all samples (row ``i`` = sample id ``i``)."""
+        indices = np.asarray(indices)
+        distances = np.asarray(distances)
+        n = int(self._read("SELECT COUNT(*) FROM samples")[0][0])
+        if indices.shape != distances.shape or indices.ndim != 2 or len(indices) != n:
+            raise ValueError(
+                f"knn arrays must both be (n_samples={n}, k); got {indices.shape} and "
+                f"{distances.shape}."
+            )
+        k = indices.shape[1]
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM knn WHERE model_key = ?", (model_key,))
+            conn.executemany(
+                "INSERT INTO knn (model_key, sample_id, rank, neighbor_id, distance)"
+                " VALUES (?,?,?,?,?)",
+                (
+                    (model_key, i, r, int(indices[i, r]), float(distances[i, r]))
+                    for i in range(n)
+                    for r in range(k)
+                ),
+            )
+
+        self._write(write)
+
+    def neighbours(
+        self, sample_id: int, *, k: int = 5, model_key: str | None = None
+    ) -> pd.DataFrame:
+        """The ``k`` nearest other samples of one sample with their *current* labels: what the
+        review card shows to explain a flag. Empty before the first analysis."""
+        if model_key is None:
+            latest = self.latest_analysis()
+            model_key = ((latest or {}).get("settings") or {}).get("model_key")
+        if not model_key:
+            return pd.DataFrame(columns=["sample_id", "text", "label", "distance", "reviewed"])
+        df = self._frame(
+            "SELECT s.id AS sample_id, s.text, s.label, k.distance, s.reviewed, s.excluded"
+            " FROM knn k JOIN samples s ON s.id = k.neighbor_id"
+            " WHERE k.model_key = ? AND k.sample_id = ? AND k.neighbor_id != ?"
+            " ORDER BY k.rank LIMIT ?",
+            (model_key, int(sample_id), int(sample_id), int(k)),
+        )
+        df["reviewed"] = df["reviewed"].astype(bool)
+        df["excluded"] = df["excluded"].astype(bool)
+        return df
+
+    def duplicate_groups(
+        self, *, conflicting_only: bool = False, limit: int = 50, offset: int = 0
+    ) -> tuple[pd.DataFrame, int]:
+        """Near-duplicate groups of the latest analysis, members side by side with their
+        current labels; groups whose members carry different labels come first.
+
+        Returns the members of up to ``limit`` groups (columns dup_group, sample_id, text,
+        label, original_label, reviewed, excluded, conflicting) and the number of groups.
+        """
+        cond = "dup_group IS NOT NULL" + (" AND dup_conflict = 1" if conflicting_only else "")
+        total = int(self._read(f"SELECT COUNT(DISTINCT dup_group) FROM samples WHERE {cond}")[0][0])
+        df = self._frame(
+            "WITH g AS (SELECT dup_group, COUNT(DISTINCT label) > 1 AS conflicting,"
+            f" COUNT(*) AS size FROM samples WHERE {cond} GROUP BY dup_group"
+            " ORDER BY conflicting DESC, size DESC, dup_group LIMIT ? OFFSET ?)"
+            " SELECT s.dup_group, s.id AS sample_id, s.text, s.label, s.original_label,"
+            " s.reviewed, s.excluded, g.conflicting, g.size FROM g JOIN samples s"
+            " ON s.dup_group = g.dup_group"
+            " ORDER BY g.conflicting DESC, g.size DESC, g.dup_group, s.id",
+            (int(limit), int(offset)),
+        )
+        for col in ("reviewed", "excluded", "conflicting"):
+            df[col] = df[col].astype(bool)
+        return df, total
 
     def _analysis_id(self, analysis_id: int | None) -> int | None:
         if analysis_id is not None:

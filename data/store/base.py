@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 DB_NAME = "store.sqlite"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Label-setting actions: keep the label, take the model's suggestion, choose another, or settle
 # a conflict between reviewers. "undo" must stay last (apply_actions refuses it).
@@ -123,6 +123,9 @@ class StoreBase:
         self._conn = self._connect(self.db_path)
         row = self._conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         version = json.loads(row[0]) if row else None
+        if version == 2:
+            self._migrate_from_2()
+            version = SCHEMA_VERSION
         if version != SCHEMA_VERSION:
             self._conn.close()
             raise StoreError(
@@ -130,6 +133,33 @@ class StoreBase:
                 f"reads version {SCHEMA_VERSION}. Export it with the version that made it, then "
                 "import the export into a new workspace."
             )
+
+    def _migrate_from_2(self) -> None:
+        # Version 3 only adds columns and tables, so a version-2 workspace is upgraded in place,
+        # in one transaction; its labels and history are untouched.
+        from data.store.schema import V3_RESULT_COLUMNS, V3_SAMPLE_COLUMNS, V3_TABLES
+
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for table, columns in (
+                ("samples", V3_SAMPLE_COLUMNS),
+                ("analysis_results", V3_RESULT_COLUMNS),
+            ):
+                have = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+                for name, kind in columns:
+                    if name not in have:
+                        conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+            for statement in V3_TABLES.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(
+                "UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),)
+            )
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
 
     # -- opening ---------------------------------------------------------------------------
     @staticmethod

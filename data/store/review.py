@@ -27,7 +27,8 @@ _ORDER_SQL = {
 _PAGE_COLUMNS = (
     "s.id AS sample_id, s.ext_id, s.text, s.original_label, s.label, s.split, s.excluded,"
     " s.reviewed, s.reviewer, s.reviewed_at, s.n_reviewers, s.conflict, s.overlap,"
-    " s.encoding_fixed, s.predicted_label, s.predicted_prob, s.label_quality, s.is_label_issue"
+    " s.encoding_fixed, s.predicted_label, s.predicted_prob, s.label_quality, s.is_label_issue,"
+    " s.is_outlier, s.outlier_score, s.dup_group, s.dup_conflict"
 )
 
 
@@ -43,6 +44,9 @@ class ReviewMixin:
         search: str | None = None,
         encoding_fixed: bool | None = None,
         conflict: bool | None = None,
+        outlier: bool | None = None,
+        duplicate: bool | None = None,
+        dup_conflict: bool | None = None,
         min_prob: float | None = None,
         for_reviewer: str | None = None,
         ids: list[int] | None = None,
@@ -58,7 +62,11 @@ class ReviewMixin:
         params: list[Any] = []
         phrase = '"' + search.replace('"', '""') + '"' if search else ""  # quoted = literal
         rare = bool(search) and len(search) >= 3 and self._rare(phrase)
-        narrow = rare or ids is not None or True in (flagged, disagrees, reviewed, conflict)
+        narrow = (
+            rare
+            or ids is not None
+            or True in (flagged, disagrees, reviewed, conflict, outlier, duplicate, dup_conflict)
+        )
         broad = "+" if narrow else ""
         for flag, column in (
             (flagged, "is_label_issue"),
@@ -66,9 +74,13 @@ class ReviewMixin:
             (reviewed, "reviewed"),
             (encoding_fixed, "encoding_fixed"),
             (conflict, "conflict"),
+            (outlier, "is_outlier"),
+            (dup_conflict, "dup_conflict"),
         ):
             if flag is not None:
                 where.append(f"{'' if flag else broad}s.{column} = {1 if flag else 0}")
+        if duplicate is not None:
+            where.append("s.dup_group IS NOT NULL" if duplicate else f"{broad}s.dup_group IS NULL")
         if label is not None:
             where.append(f"{broad}s.label = ?")
             params.append(label)
@@ -127,7 +139,8 @@ class ReviewMixin:
 
         Filters (``None`` = off): ``flagged``, ``disagrees`` (prediction != current label),
         ``label`` (current), ``reviewed``, ``split``, ``search`` (case-insensitive substring),
-        ``encoding_fixed``, ``conflict``, ``min_prob`` (predicted probability >= value),
+        ``encoding_fixed``, ``conflict``, ``outlier``, ``duplicate`` (in a near-duplicate
+        group), ``dup_conflict`` (its group had conflicting labels), ``min_prob`` (predicted probability >= value),
         ``for_reviewer`` (that reviewer's queue, double review included), ``ids``.
 
         ``count_cap`` bounds the work of counting: with it, a total above the cap is returned
@@ -166,6 +179,8 @@ class ReviewMixin:
             "overlap",
             "encoding_fixed",
             "is_label_issue",
+            "is_outlier",
+            "dup_conflict",
         ):
             page[col] = page[col].astype(bool)
         capped = count_cap is not None and total > count_cap

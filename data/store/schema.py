@@ -1,5 +1,38 @@
 """The database schema (one version; `Workspace.create` writes it)."""
 
+# Added in schema version 3 (issue types beyond label errors, the neighbour graph); kept apart
+# so that opening a version-2 workspace can add exactly these.
+V3_SAMPLE_COLUMNS = (
+    ("is_outlier", "INTEGER NOT NULL DEFAULT 0"),
+    ("outlier_score", "REAL"),
+    ("dup_group", "INTEGER"),
+    ("dup_conflict", "INTEGER NOT NULL DEFAULT 0"),
+)
+V3_RESULT_COLUMNS = (
+    ("is_outlier", "INTEGER"),
+    ("outlier_score", "REAL"),
+    ("dup_group", "INTEGER"),
+    ("dup_conflict", "INTEGER"),
+    ("consensus_label", "TEXT"),
+    ("consensus_quality", "REAL"),
+)
+V3_TABLES = """
+CREATE INDEX IF NOT EXISTS samples_outlier ON samples(outlier_score) WHERE is_outlier = 1;
+CREATE INDEX IF NOT EXISTS samples_dup ON samples(dup_group, id) WHERE dup_group IS NOT NULL;
+CREATE INDEX IF NOT EXISTS samples_dup_conflict ON samples(dup_conflict) WHERE dup_conflict = 1;
+-- The k nearest neighbours of every row in one encoder's embedding space. It depends on the
+-- texts only (never on labels), so it is computed once per encoder and reused by every
+-- re-analysis and by the review card.
+CREATE TABLE IF NOT EXISTS knn (
+    model_key TEXT NOT NULL,
+    sample_id INTEGER NOT NULL,
+    rank INTEGER NOT NULL,
+    neighbor_id INTEGER NOT NULL,
+    distance REAL NOT NULL,
+    PRIMARY KEY (model_key, sample_id, rank)
+) WITHOUT ROWID;
+"""
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS samples (
@@ -27,7 +60,12 @@ CREATE TABLE IF NOT EXISTS samples (
     predicted_prob REAL,
     label_quality REAL,
     is_label_issue INTEGER NOT NULL DEFAULT 0,
-    disagrees INTEGER NOT NULL DEFAULT 0
+    disagrees INTEGER NOT NULL DEFAULT 0,
+    -- the latest analysis's other issue types (schema version 3)
+    is_outlier INTEGER NOT NULL DEFAULT 0,
+    outlier_score REAL,
+    dup_group INTEGER,
+    dup_conflict INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS samples_label ON samples(label, label_quality);
 CREATE INDEX IF NOT EXISTS samples_split ON samples(split, label_quality);
@@ -38,7 +76,7 @@ CREATE INDEX IF NOT EXISTS samples_disagrees ON samples(disagrees, label_quality
 CREATE INDEX IF NOT EXISTS samples_prob ON samples(predicted_prob);
 CREATE INDEX IF NOT EXISTS samples_rand ON samples(rand);
 CREATE INDEX IF NOT EXISTS samples_conflict ON samples(conflict) WHERE conflict = 1;
--- Substring search over the text without scanning every row (trigram index; text never changes).
+{V3_INDEXES}-- Substring search over the text without scanning every row (trigram index; text never changes).
 CREATE VIRTUAL TABLE IF NOT EXISTS samples_fts USING fts5(
     text, content='samples', content_rowid='id', tokenize='trigram'
 );
@@ -82,6 +120,7 @@ CREATE TABLE IF NOT EXISTS analysis_results (
     given_prob REAL NOT NULL,
     label_quality REAL NOT NULL,
     is_label_issue INTEGER NOT NULL,
+    {V3_RESULT_COLUMNS}
     PRIMARY KEY (analysis_id, sample_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS results_quality ON analysis_results(analysis_id, label_quality);
@@ -113,4 +152,6 @@ CREATE TABLE IF NOT EXISTS runs (
     created_at TEXT NOT NULL,
     finished_at TEXT
 );
-"""
+""".replace("{V3_INDEXES}", V3_TABLES).replace(
+    "{V3_RESULT_COLUMNS}", "".join(f"{name} {kind},\n    " for name, kind in V3_RESULT_COLUMNS)
+)

@@ -96,6 +96,7 @@ class Workspace(LabelsMixin, ReviewMixin, AnalysisMixin, JobsMixin, StoreBase):
                 "encoding": prepared.encoding,
                 "import_warnings": list(prepared.warnings),
                 "dropped_rows": int(getattr(prepared, "dropped_rows", 0)),
+                "annotator_columns": list(getattr(prepared, "annotator_columns", [])),
                 "meta_columns": sorted({k for m in frame["meta"].head(1000) for k in m}),
             }
             conn.executemany(
