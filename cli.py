@@ -2,7 +2,10 @@
 
     python cli.py analyze DATA --text-column text --label-column label --out scores.csv
     python cli.py train DATA --text-column text --label-column label [--eval EVAL] --out DIR
+    python cli.py predict MODEL_DIR --text "I love it" [--text ...]
+    python cli.py predict MODEL_DIR DATA --text-column text [--out predictions.csv]
     python cli.py export WORKSPACE --format csv --out curated.csv
+    python cli.py export WORKSPACE --format chat [--split train] --out chat.jsonl
 
 DATA is a CSV, TSV, JSONL/JSON or Parquet file, or a folder saved by ``datasets.save_to_disk``.
 Progress goes to stderr; bad arguments print a clear message and exit with status 2.
@@ -218,16 +221,186 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from data.export import export_dataset
+    from data.export import INSTRUCTION_FORMATS, export_dataset
     from data.store import StoreError, Workspace
 
     try:
         ws = Workspace(args.workspace)
     except StoreError as exc:
         raise CliError(str(exc)) from exc
-    path = export_dataset(ws, args.out, fmt=args.format, include_metadata=not args.no_metadata)
-    _say(f"export: {ws.counts()['n']:,} rows to {path}")
+    try:
+        path = export_dataset(
+            ws,
+            args.out,
+            fmt=args.format,
+            include_metadata=not args.no_metadata,
+            split=args.split,
+            label_field=args.label_field,
+            system_prompt=args.system_prompt,
+        )
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
+    if args.format in INSTRUCTION_FORMATS:
+        n = path.read_bytes().count(b"\n")
+        _say(f"export: {n:,} {args.format} examples (excluded rows left out) to {path}")
+    else:
+        splits = ws.samples()["split"]
+        n = int((splits == args.split).sum()) if args.split else len(splits)
+        _say(f"export: {n:,} rows to {path}")
     return 0
+
+
+# --------------------------------------------------------------------------- predict
+
+
+def _classifier_dir(model_dir: str) -> Path:
+    """The folder holding the classifier's config.json: MODEL_DIR itself or MODEL_DIR/model.
+
+    ``cli.py train --out DIR`` saves the model in DIR/model, so both DIR and DIR/model work.
+    """
+    from training.finetune import MODEL_SUBDIR
+
+    folder = Path(model_dir).expanduser()
+    fix = (
+        "Train one first: python cli.py train DATA --text-column TEXT --label-column LABEL "
+        "--out DIR, then pass DIR (or DIR/model)."
+    )
+    if not folder.is_dir():
+        raise CliError(f"No model folder at {folder}. {fix}")
+    for candidate in (folder, folder / MODEL_SUBDIR):
+        config_path = candidate / "config.json"
+        if config_path.exists():
+            break
+    else:
+        raise CliError(
+            f"{folder} is not a trained classifier folder: expected {folder / 'config.json'} "
+            f"(or {folder / MODEL_SUBDIR / 'config.json'}), written by save_pretrained. {fix}"
+        )
+    try:
+        config = json.loads(config_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise CliError(f"Cannot read {config_path}: {exc}") from exc
+    architectures = config.get("architectures") or []
+    if not any(str(a).endswith("ForSequenceClassification") for a in architectures):
+        raise CliError(
+            f"{candidate} holds a {', '.join(map(str, architectures)) or 'model'} without a "
+            f"classification head (its config.json has no *ForSequenceClassification "
+            f"architecture and id2label of your classes). {fix}"
+        )
+    return candidate
+
+
+def _training_max_length(model_dir: Path) -> int | None:
+    """The max_length the model was trained with, from fine_tune's training_run.json."""
+    from training.finetune import RUN_FILE
+
+    for folder in (model_dir.parent, model_dir):
+        path = folder / RUN_FILE
+        if path.exists():
+            try:
+                return int(json.loads(path.read_text())["config"]["max_length"])
+            except (OSError, ValueError, KeyError, TypeError):
+                return None
+    return None
+
+
+def _predict_inputs(args: argparse.Namespace):
+    """The texts to score and the input frame whose columns the output keeps."""
+    import pandas as pd
+
+    if args.text and args.data:
+        raise CliError("Pass either --text (one or more) or DATA with --text-column, not both.")
+    if args.text:
+        if args.text_column:
+            raise CliError("--text-column goes with DATA; drop it when passing --text.")
+        return list(args.text), pd.DataFrame({"text": list(args.text)})
+    if not args.data:
+        raise CliError(
+            "Nothing to predict: pass --text TEXT (repeatable) or DATA --text-column COL."
+        )
+    if not args.text_column:
+        raise CliError("DATA needs --text-column naming the column that holds the texts.")
+    from data.readers import DataError, read_table
+
+    try:
+        raw = read_table(args.data)
+    except DataError as exc:
+        raise CliError(str(exc)) from exc
+    for warning in raw.warnings:
+        _say(f"warning: {warning}")
+    frame = raw.frame
+    if args.text_column not in frame.columns:
+        raise CliError(
+            f"No column {args.text_column!r} in {args.data}; its columns are: "
+            f"{', '.join(map(str, frame.columns))}. Pass one of them as --text-column."
+        )
+    column = frame[args.text_column]
+    missing = int(column.isna().sum())
+    if missing:
+        _say(f"warning: {missing:,} rows have no text; they are scored as empty text")
+    return ["" if pd.isna(v) else str(v) for v in column], frame
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from training.finetune import predict_proba
+
+    model_dir = _classifier_dir(args.model_dir)
+    texts, frame = _predict_inputs(args)
+    max_length = args.max_length or _training_max_length(model_dir) or 64
+    _say(f"predict: {len(texts):,} texts with {model_dir} (max length {max_length})")
+    start = time.monotonic()
+    try:
+        probs = predict_proba(
+            model_dir,
+            texts,
+            batch_size=args.batch_size,
+            max_length=max_length,
+            device=args.device,
+            precision=args.precision,
+        )
+    except ValueError as exc:  # bad --batch-size, --max-length, --device or --precision
+        raise CliError(str(exc)) from exc
+    seconds = time.monotonic() - start
+    names = _class_names(model_dir, probs.shape[1])
+    best = probs.argmax(axis=1) if len(probs) else np.zeros(0, dtype=int)
+    predicted = [names[i] for i in best]
+    predicted_prob = probs[np.arange(len(probs)), best]
+    _say(f"predict: done in {seconds:.1f} s")
+    if not args.out:
+        _print_predictions(texts, predicted, predicted_prob)
+        return 0
+    new = {f"prob_{name}": probs[:, j] for j, name in enumerate(names)}
+    new.update(predicted_label=predicted, predicted_prob=predicted_prob)
+    clash = [c for c in new if c in frame.columns]
+    if clash:
+        _say(f"warning: replacing the input column(s) {clash} with this model's predictions")
+    out = frame.drop(columns=clash).assign(**new)
+    from data.export import export_frame
+
+    try:
+        path = export_frame(out, args.out)
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
+    _say(f"predict: wrote {len(out):,} rows to {path}")
+    return 0
+
+
+def _class_names(model_dir: Path, k: int) -> list[str]:
+    config = json.loads((model_dir / "config.json").read_text())
+    id2label = {int(i): str(name) for i, name in (config.get("id2label") or {}).items()}
+    return [id2label.get(j, f"LABEL_{j}") for j in range(k)]
+
+
+def _print_predictions(texts: list[str], labels: list[str], probs) -> None:
+    width = max([5, *(len(label) for label in labels)])
+    print(f"{'label':<{width}}  probability  text")
+    for text, label, p in zip(texts, labels, probs, strict=True):
+        one_line = " ".join(text.split())
+        if len(one_line) > 80:
+            one_line = one_line[:79] + "…"
+        print(f"{label:<{width}}  {p:>11.3f}  {one_line}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -278,11 +451,52 @@ def build_parser() -> argparse.ArgumentParser:
         )
     t.set_defaults(func=cmd_train)
 
+    p = sub.add_parser("predict", help="label texts with a classifier trained by `train`")
+    p.add_argument("model_dir", help="folder written by `train --out` (or its model/ folder)")
+    p.add_argument("data", nargs="?", help="CSV/TSV/JSONL/JSON/Parquet file or datasets folder")
+    p.add_argument("--text", action="append", help="a text to label (repeat for more)")
+    p.add_argument("--text-column", help="with DATA: the column holding the texts")
+    p.add_argument(
+        "--out",
+        help="write .csv, .jsonl or .parquet: the input columns, prob_<class> per class, "
+        "predicted_label and predicted_prob (default: print a table)",
+    )
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument(
+        "--max-length",
+        type=int,
+        default=None,
+        help="default: the length the model was trained with",
+    )
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument(
+        "--precision",
+        default="fp32",
+        choices=["auto", "fp32", "bf16", "fp16"],
+        help="fp32 (default) is reproducible; bf16 is faster on recent CPUs and GPUs",
+    )
+    p.set_defaults(func=cmd_predict)
+
+    from data.export import DEFAULT_LABEL_FIELD, EXPORT_FORMATS
+
     e = sub.add_parser("export", help="export a workspace's curated dataset with provenance")
     e.add_argument("workspace", help="workspace folder (holds store.sqlite)")
-    e.add_argument("--format", choices=["csv", "jsonl", "parquet"], required=True)
+    e.add_argument(
+        "--format",
+        choices=EXPORT_FORMATS,
+        required=True,
+        help="csv/jsonl/parquet: every row with provenance; instruction/chat: JSONL for "
+        "generative fine-tuning (excluded rows left out)",
+    )
     e.add_argument("--out", required=True)
     e.add_argument("--no-metadata", action="store_true")
+    e.add_argument("--split", help="export only this split's rows (e.g. train)")
+    e.add_argument(
+        "--label-field",
+        default=DEFAULT_LABEL_FIELD,
+        help="instruction/chat: what the label is, shown in the prompt (default: %(default)s)",
+    )
+    e.add_argument("--system-prompt", help="chat: the system message (default: built from labels)")
     e.set_defaults(func=cmd_export)
     return parser
 

@@ -1,11 +1,23 @@
-"""Export: the curated dataset with provenance, and trained models."""
+"""Export: the curated dataset with provenance, instruction-tuning JSONL, and trained models."""
 
 from __future__ import annotations
+
+import shlex
 
 import streamlit as st
 
 from app_pages.common import require_workspace
-from data.export import FORMATS, curated_frame, model_archive, to_bytes
+from data.export import (
+    DEFAULT_LABEL_FIELD,
+    FORMATS,
+    INSTRUCTION_FORMATS,
+    curated_frame,
+    default_system_prompt,
+    instruction_bytes,
+    model_archive,
+    to_bytes,
+)
+from data.readers import SPLITS
 from data.store import slugify
 
 st.title("Export")
@@ -52,6 +64,83 @@ st.download_button(
 )
 st.caption(
     f"From the command line: `python cli.py export {ws.folder} --format {fmt} --out curated.{fmt}`"
+)
+
+st.subheader("Instruction-tuning data")
+st.markdown(
+    "JSON Lines for fine-tuning a generative model on the curated labels: one example per row "
+    "that is not excluded, the curated label as the answer. **instruction**: "
+    '`{"text": "[Text]: …\\n[Sentiment]: positive"}`; **chat**: '
+    '`{"messages": [system, user: the text, assistant: the label]}`.'
+)
+col_field, col_split = st.columns(2)
+label_field = col_field.text_input(
+    "Label field name",
+    value=DEFAULT_LABEL_FIELD,
+    key="export_label_field",
+    help="What the label is, as shown in the prompt: Sentiment, Topic, Intent, …",
+)
+splits = [name for name in SPLITS if counts.get(name)]
+split_choice = col_split.selectbox(
+    "Rows", ["all splits", *splits], key="export_split", help="Export only one split's rows."
+)
+split = None if split_choice == "all splits" else split_choice
+try:
+    prompt_default = default_system_prompt(label_field, ws.label_names)
+except ValueError as exc:
+    st.error(str(exc))
+    st.stop()
+system_prompt = st.text_area(
+    "System prompt (chat)",
+    value="",
+    placeholder=prompt_default,
+    key="export_system_prompt",
+    help="Leave empty for the default shown.",
+).strip()
+
+
+@st.cache_data(max_entries=6, show_spinner="Preparing the instruction data…")
+def instruction_payload(
+    folder: str,
+    version: int,
+    style: str,
+    split: str | None,
+    label_field: str,
+    system_prompt: str | None,
+) -> tuple[str, bytes]:
+    """The first example (for the preview) and the JSONL bytes of one style."""
+    frame = curated_frame(ws, include_metadata=False, split=split)
+    data = instruction_bytes(
+        frame,
+        style,
+        label_field=label_field,
+        label_names=ws.label_names,
+        system_prompt=system_prompt,
+    )
+    return data.split(b"\n", 1)[0].decode("utf-8"), data
+
+
+for style, column in zip(INSTRUCTION_FORMATS, st.columns(len(INSTRUCTION_FORMATS)), strict=True):
+    first, data = instruction_payload(
+        str(ws.folder), ws.label_version(), style, split, label_field, system_prompt or None
+    )
+    n_examples = data.count(b"\n")
+    column.download_button(
+        f"Download {style} JSONL ({n_examples:,} example{'' if n_examples == 1 else 's'})",
+        data=data,
+        file_name=f"{slugify(ws.name)}-{style}.jsonl",
+        mime="application/jsonl",
+        key=f"download_{style}",
+        disabled=n_examples == 0,
+    )
+    column.code(first or "(no rows)", language="json", wrap_lines=True)
+split_arg = f" --split {split}" if split else ""
+field_arg = (
+    f" --label-field {shlex.quote(label_field)}" if label_field != DEFAULT_LABEL_FIELD else ""
+)
+st.caption(
+    f"From the command line: `python cli.py export {ws.folder} --format chat{split_arg}"
+    f"{field_arg} --out chat.jsonl`"
 )
 
 st.subheader("Trained models")

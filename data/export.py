@@ -1,32 +1,49 @@
-"""Export the curated dataset with provenance, and a trained model folder.
+r"""Export the curated dataset with provenance, and a trained model folder.
 
-CSV exports are safe to open in a spreadsheet: a cell that starts with ``=``, ``+``, ``-``,
-``@`` (or a tab / carriage return) is prefixed with ``'`` so it is shown as text instead of run
-as a formula (OWASP's CSV-injection advice). JSONL and Parquet keep values exactly.
+Tabular formats (``FORMATS``): one row per sample with its provenance. CSV exports are safe to
+open in a spreadsheet: a cell that starts with ``=``, ``+``, ``-``, ``@`` (or a tab / carriage
+return) is prefixed with ``'`` so it is shown as text instead of run as a formula (OWASP's
+CSV-injection advice). JSONL and Parquet keep values exactly.
+
+Instruction-tuning formats (``INSTRUCTION_FORMATS``), JSON Lines for fine-tuning a generative
+model on the curated labels; excluded rows are left out and values are kept exactly (no formula
+prefix: no spreadsheet opens these):
+
+- ``instruction``: ``{"text": "[Text]: I love it\n[Sentiment]: positive"}``
+- ``chat``: ``{"messages": [{"role": "system", ...}, {"role": "user", "content": text},
+  {"role": "assistant", "content": label}]}``
 """
 
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 FORMATS = ("csv", "jsonl", "parquet")
+INSTRUCTION_FORMATS = ("instruction", "chat")
+EXPORT_FORMATS = FORMATS + INSTRUCTION_FORMATS
+DEFAULT_LABEL_FIELD = "Sentiment"
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
-def curated_frame(ws: Any, *, include_metadata: bool = True) -> pd.DataFrame:
+def curated_frame(
+    ws: Any, *, include_metadata: bool = True, split: str | None = None
+) -> pd.DataFrame:
     """The curated dataset in import order, with provenance (and metadata) columns.
 
     ``label`` is the current (curated) label, ``original_label`` the imported one; the
-    quality columns come from the latest analysis (empty before any analysis).
+    quality columns come from the latest analysis (empty before any analysis). ``split``
+    (e.g. ``"train"``) keeps only that split's rows; ``None`` keeps all.
     """
-    rows = ws.samples(with_meta=include_metadata)
+    rows = _select_split(ws.samples(with_meta=include_metadata), split)
     results = ws.analysis_results()
     out = pd.DataFrame(
         {
@@ -57,6 +74,18 @@ def curated_frame(ws: Any, *, include_metadata: bool = True) -> pd.DataFrame:
     return out
 
 
+def _select_split(rows: pd.DataFrame, split: str | None) -> pd.DataFrame:
+    if split is None:
+        return rows
+    present = sorted(rows["split"].dropna().unique())
+    if split not in present:
+        raise ValueError(
+            f"No rows in split {split!r}; this dataset has the splits {present}. Pick one of "
+            "them, or no split to export every row."
+        )
+    return rows[rows["split"] == split].reset_index(drop=True)
+
+
 def neutralize_formulas(frame: pd.DataFrame) -> pd.DataFrame:
     """Prefix text cells that a spreadsheet would run as a formula with ``'``.
 
@@ -79,6 +108,11 @@ def _neutralize_cell(value: Any) -> Any:
 def to_bytes(frame: pd.DataFrame, fmt: str) -> bytes:
     """Serialise a frame as ``csv`` (formula-safe, UTF-8 with BOM for Excel), ``jsonl`` or
     ``parquet``."""
+    if fmt in INSTRUCTION_FORMATS:
+        raise ValueError(
+            f"{fmt!r} is an instruction-tuning format; build it with instruction_bytes(frame, "
+            f"{fmt!r}) or export_dataset(ws, path, fmt={fmt!r})."
+        )
     if fmt not in FORMATS:
         raise ValueError(f"Unknown export format {fmt!r}; valid: {list(FORMATS)}.")
     if fmt == "csv":
@@ -91,14 +125,48 @@ def to_bytes(frame: pd.DataFrame, fmt: str) -> bytes:
 
 
 def export_dataset(
-    ws: Any, path: str | os.PathLike, *, fmt: str | None = None, include_metadata: bool = True
+    ws: Any,
+    path: str | os.PathLike,
+    *,
+    fmt: str | None = None,
+    include_metadata: bool = True,
+    split: str | None = None,
+    label_field: str = DEFAULT_LABEL_FIELD,
+    system_prompt: str | None = None,
 ) -> Path:
     """Write the curated dataset to ``path``; the format comes from ``fmt`` or the suffix.
 
-    Written to a temporary file and moved into place, so a failed export never leaves a
-    truncated file where a good one was.
+    Parameters
+    ----------
+    ws
+        The workspace.
+    path
+        Output file. Written to a temporary file and moved into place, so a failed export
+        never leaves a truncated file where a good one was.
+    fmt
+        One of ``EXPORT_FORMATS``; default from the suffix (``.csv``, ``.jsonl``,
+        ``.parquet``: tabular). The instruction-tuning formats must be named.
+    include_metadata
+        Tabular formats: add the imported metadata columns.
+    split
+        Keep only this split's rows (``"train"``, ``"test"``, ...); ``None`` keeps all.
+    label_field, system_prompt
+        Instruction-tuning formats only; see :func:`instruction_records`.
     """
-    return export_frame(curated_frame(ws, include_metadata=include_metadata), path, fmt=fmt)
+    path = Path(path)
+    fmt = fmt or path.suffix.lstrip(".").lower()
+    if fmt in INSTRUCTION_FORMATS:
+        frame = curated_frame(ws, include_metadata=False, split=split)
+        data = instruction_bytes(
+            frame,
+            fmt,
+            label_field=label_field,
+            label_names=ws.label_names,
+            system_prompt=system_prompt,
+        )
+        return _write_atomically(path, data)
+    frame = curated_frame(ws, include_metadata=include_metadata, split=split)
+    return export_frame(frame, path, fmt=fmt)
 
 
 def export_frame(frame: pd.DataFrame, path: str | os.PathLike, *, fmt: str | None = None) -> Path:
@@ -108,14 +176,128 @@ def export_frame(frame: pd.DataFrame, path: str | os.PathLike, *, fmt: str | Non
     if fmt not in FORMATS:
         raise ValueError(
             f"Cannot tell the export format from {path.name!r}; use a .csv, .jsonl or .parquet "
-            f"file name or pass one of {list(FORMATS)}."
+            f"file name or pass one of {list(EXPORT_FORMATS)}."
         )
-    data = to_bytes(frame, fmt)
+    return _write_atomically(path, to_bytes(frame, fmt))
+
+
+def _write_atomically(path: Path, data: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=path.parent, delete=False, suffix=".part") as tmp:
         tmp.write(data)
     os.replace(tmp.name, path)
     return path
+
+
+# ------------------------------------------------------------------ instruction-tuning formats
+
+
+def instruction_records(
+    frame: pd.DataFrame,
+    style: str,
+    *,
+    label_field: str = DEFAULT_LABEL_FIELD,
+    label_names: Sequence[str] | None = None,
+    system_prompt: str | None = None,
+) -> list[dict]:
+    r"""One instruction-tuning example per kept row of a curated frame, in row order.
+
+    Parameters
+    ----------
+    frame
+        A :func:`curated_frame` (columns ``text``, ``label``, ``excluded``); excluded rows
+        are left out and ``label`` (the curated label) is the answer, written as it is.
+    style
+        ``"instruction"``: ``{"text": "[Text]: <text>\n[<label_field>]: <label>"}``;
+        ``"chat"``: ``{"messages": [system, user (the text), assistant (the label)]}``.
+    label_field
+        Name of what the label is, shown in the prompt: ``"Sentiment"``, ``"Topic"``, ...
+    label_names
+        The classes, listed in the default system prompt; default: the labels in ``frame``.
+    system_prompt
+        Chat only: the system message; default :func:`default_system_prompt`.
+
+    Examples
+    --------
+    >>> f = pd.DataFrame({"text": ["I love it", "meh"], "label": ["positive", "negative"],
+    ...                   "excluded": [False, True]})
+    >>> instruction_records(f, "instruction")
+    [{'text': '[Text]: I love it\n[Sentiment]: positive'}]
+    """
+    if style not in INSTRUCTION_FORMATS:
+        raise ValueError(
+            f"Unknown instruction style {style!r}; valid: {list(INSTRUCTION_FORMATS)}."
+        )
+    label_field = _check_label_field(label_field)
+    missing = [c for c in ("text", "label", "excluded") if c not in frame.columns]
+    if missing:
+        raise ValueError(
+            f"The frame lacks the column(s) {missing}; pass the output of curated_frame(ws)."
+        )
+    kept = frame[~frame["excluded"].astype(bool)]
+    texts = ["" if pd.isna(t) else str(t) for t in kept["text"]]
+    labels = [str(label) for label in kept["label"]]
+    if style == "instruction":
+        return [
+            {"text": f"[Text]: {text}\n[{label_field}]: {label}"}
+            for text, label in zip(texts, labels, strict=True)
+        ]
+    if system_prompt is None:
+        names = list(label_names) if label_names is not None else sorted(set(labels))
+        system_prompt = default_system_prompt(label_field, names)
+    return [
+        {
+            "messages": [
+                {"role": "system", "content": system_prompt},
+                {"role": "user", "content": text},
+                {"role": "assistant", "content": label},
+            ]
+        }
+        for text, label in zip(texts, labels, strict=True)
+    ]
+
+
+def instruction_bytes(
+    frame: pd.DataFrame,
+    style: str,
+    *,
+    label_field: str = DEFAULT_LABEL_FIELD,
+    label_names: Sequence[str] | None = None,
+    system_prompt: str | None = None,
+) -> bytes:
+    """:func:`instruction_records` as UTF-8 JSON Lines (one example per line)."""
+    records = instruction_records(
+        frame,
+        style,
+        label_field=label_field,
+        label_names=label_names,
+        system_prompt=system_prompt,
+    )
+    # ensure_ascii=False keeps non-English text readable; json escapes any newline in a text,
+    # so each example stays on one line.
+    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode("utf-8")
+
+
+def default_system_prompt(label_field: str, label_names: Sequence[str]) -> str:
+    """The chat format's default system message: the task and the allowed answers.
+
+    >>> default_system_prompt("Sentiment", ["negative", "positive"])
+    'Classify the sentiment of the text. Answer with one of: negative, positive.'
+    """
+    field = _check_label_field(label_field)
+    return f"Classify the {field.lower()} of the text. Answer with one of: " + (
+        ", ".join(str(n) for n in label_names) + "."
+    )
+
+
+def _check_label_field(label_field: str) -> str:
+    field = label_field.strip() if isinstance(label_field, str) else ""
+    if not field or any(ch in field for ch in "[]\n\r"):
+        raise ValueError(
+            f"label_field must be a short name such as 'Sentiment' or 'Topic', without "
+            f"brackets or line breaks (got {label_field!r})."
+        )
+    return field
 
 
 def model_archive(model_dir: str | os.PathLike) -> bytes:

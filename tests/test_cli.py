@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from tests.conftest import NEGATIVE, POSITIVE
 
@@ -132,3 +133,88 @@ def test_export_from_a_workspace(tmp_path, workspace):
     assert proc.returncode == 0, proc.stderr
     frame = pd.read_parquet(out)
     assert frame.loc[0, "label"] == "negative" and frame.loc[0, "changed"]
+
+
+# --------------------------------------------------------------------------- predict
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """A tiny classifier (24 rows, 1 epoch, max_length 32) saved as `cli.py train` saves it."""
+    import numpy as np
+
+    from training.config import TrainingConfig
+    from training.finetune import fine_tune
+
+    run = tmp_path_factory.mktemp("run")
+    fine_tune(
+        POSITIVE + NEGATIVE,
+        np.array([1] * len(POSITIVE) + [0] * len(NEGATIVE)),
+        label_names=["neg", "pos"],
+        config=TrainingConfig(epochs=1, batch_size=8, max_length=32, max_train_samples=None),
+        output_dir=run,
+    )
+    return run
+
+
+def test_predict_texts_prints_a_table(trained_run, capsys):
+    import cli
+
+    code = cli.main(
+        ["predict", str(trained_run), "--text", "I love it", "--text", "Awful,\nterrible"]
+    )
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    header, *rows = out.splitlines()
+    assert header.split() == ["label", "probability", "text"]
+    assert [r.split()[0] in {"neg", "pos"} for r in rows] == [True, True]
+    assert rows[0].endswith("I love it") and rows[1].endswith("Awful, terrible")
+    assert "max length 32" in err  # the length the model was trained with
+
+
+@pytest.mark.parametrize("suffix", ["csv", "parquet"])
+def test_predict_data_keeps_input_columns_and_adds_probabilities(trained_run, tmp_path, suffix):
+    import cli
+
+    data = write_reviews(tmp_path / "r.jsonl")
+    out = tmp_path / f"pred.{suffix}"
+    model_dir = trained_run / "model"  # the run folder or its model/ folder both work
+    code = cli.main(
+        ["predict", str(model_dir), str(tmp_path / "r.jsonl"), "--text-column", "review"]
+        + ["--out", str(out), "--batch-size", "5"]
+    )
+    assert code == 0
+    pred = pd.read_csv(out, encoding="utf-8-sig") if suffix == "csv" else pd.read_parquet(out)
+    assert pred.columns.tolist() == [
+        "review",
+        "stars",
+        "prob_neg",
+        "prob_pos",
+        "predicted_label",
+        "predicted_prob",
+    ]
+    assert pred["review"].tolist() == data["review"].tolist()
+    total = pred["prob_neg"] + pred["prob_pos"]
+    assert ((total - 1).abs() < 1e-5).all()
+    assert (pred["predicted_prob"] == pred[["prob_neg", "prob_pos"]].max(axis=1)).all()
+    assert set(pred["predicted_label"]) <= {"neg", "pos"}
+
+
+def test_predict_errors_name_the_fix(trained_run, tmp_path, capsys):
+    import cli
+    from data.demo import default_model_dir
+
+    write_reviews(tmp_path / "r.jsonl")
+    assert cli.main(["predict", str(tmp_path / "nowhere"), "--text", "x"]) == 2
+    assert "cli.py train" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert cli.main(["predict", str(tmp_path / "empty"), "--text", "x"]) == 2
+    assert "config.json" in capsys.readouterr().err
+    # The packaged encoder has no classification head: refuse rather than predict at random.
+    assert cli.main(["predict", str(default_model_dir()), "--text", "x"]) == 2
+    assert "classification head" in capsys.readouterr().err
+    code = cli.main(["predict", str(trained_run), str(tmp_path / "r.jsonl"), "--text-column", "t"])
+    err = capsys.readouterr().err
+    assert code == 2 and "'t'" in err and "review, stars" in err
+    assert cli.main(["predict", str(trained_run)]) == 2
+    assert "--text" in capsys.readouterr().err
