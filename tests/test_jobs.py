@@ -49,12 +49,18 @@ def test_train_job_records_a_run_with_metrics_and_model(workspace):
     assert {"accuracy", "precision", "recall", "f1", "roc_auc", "confusion_matrix"} <= set(
         run["metrics"]
     )
-    assert run["data"]["train_rows"] == workspace.counts()["train"]
+    # Validation rows are held out of the training split (stratified): 14 train + 4 validation.
+    data = run["data"]
+    assert data["train_rows"] + data["validation_rows"] == workspace.counts()["train"]
+    assert data["validation_source"] == "held out" and data["label_version"] == 0
+    assert run["metrics"]["verified"]["n"] == 0 and run["metrics"]["verified"]["accuracy"] is None
+    assert any("eval_loss" in h for h in run["history"])
     assert (workspace.run_dir(run["id"]) / "model" / "config.json").exists()
 
 
 def test_cancel_leaves_the_workspace_intact(workspace):
     workspace.relabel(0, "negative", reviewer="ana")
+    version, events = workspace.label_version(), len(workspace.events())
     slow = TrainingConfig.from_dict({**TINY.to_dict(), "epochs": 50.0})
     job_id = jobs.launch(workspace, "train", {"config": slow.to_dict()})
     deadline = time.monotonic() + 120
@@ -62,16 +68,37 @@ def test_cancel_leaves_the_workspace_intact(workspace):
         time.sleep(0.2)
     jobs.cancel(workspace, job_id, grace_seconds=60)
     job = workspace.job(job_id)
-    assert job["status"] == "cancelled"
+    assert job["status"] == "cancelled" and job["error"] is None  # stopped, not killed
     assert workspace.sample(0)["label"] == "negative"
-    assert all(r["status"] in ("cancelled", "failed") for r in workspace.runs(job_id=job_id))
+    assert (workspace.label_version(), len(workspace.events())) == (version, events)
+    [run] = workspace.runs(job_id=job_id)
+    assert run["status"] == "cancelled" and run["finished_at"]
+    folder = workspace.run_dir(run["id"])
+    assert not (folder / "model").exists() and not (folder / "trainer").exists()
+
+
+def test_child_command_is_plain_python_or_one_process_per_gpu(workspace):
+    single = jobs.child_command(workspace.folder, 7)
+    assert single[1:] == ["-m", "training.jobs", str(workspace.folder), "7"]
+    multi = jobs.child_command(workspace.folder, 7, gpus=4)
+    assert multi[1:4] == ["-m", "accelerate.commands.launch", "--multi_gpu"]
+    assert multi[multi.index("--num_processes") + 1] == "4"
+    assert multi[-4:] == ["-m", "training.jobs", str(workspace.folder), "7"]
+    # No GPU here: training stays single-process; analysis never asks torch.
+    assert jobs.gpus_for("train", {"config": TINY.to_dict()}) == 1
+    assert jobs.gpus_for("analyze", {}) == 1
+    assert jobs.gpus_for("train", {"config": {"device": "cpu"}}) == 1
+    with pytest.raises(ValueError, match="gpus"):
+        jobs.child_command(workspace.folder, 7, gpus=0)
 
 
 def test_a_dead_job_is_reported_failed(workspace):
     job_id = workspace.create_job("analyze", {})
     workspace.update_job(job_id, status="running", pid=2**22 + 12345)  # no such process
+    run_id = workspace.create_run(name="r", config={}, data={}, job_id=job_id)
     jobs.reap(workspace)
     assert workspace.job(job_id)["status"] == "failed"
+    assert workspace.run(run_id)["status"] == "failed"  # no run left "running" forever
 
 
 def test_unknown_job_kind_is_refused(workspace):

@@ -9,6 +9,7 @@ oneDNN emulates bf16 and it is slower than fp32.
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -86,3 +87,17 @@ def autocast_dtype(precision: str) -> Any:
     import torch
 
     return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+
+
+def is_main_process() -> bool:
+    """True unless this is a non-zero rank of a distributed launch (accelerate / torchrun).
+
+    Read from the launcher's environment (``RANK``), so it is right before the process group
+    is initialised too. Only the main process writes to the store and saves the model.
+    """
+    return int(os.environ.get("RANK", "0") or 0) == 0
+
+
+def world_size() -> int:
+    """Number of processes of a distributed launch (1 when not distributed)."""
+    return max(1, int(os.environ.get("WORLD_SIZE", "1") or 1))

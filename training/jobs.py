@@ -11,6 +11,20 @@ Job kinds:
   n_folds, seed);
 - ``train``: one fine-tuning run on the curated labels (``params``: a TrainingConfig dict);
 - ``experiment``: a data-size or label-quality sweep (``params``: config, experiment, options).
+
+Several GPUs: when torch sees more than one CUDA device and the config's device is ``auto`` or
+``cuda``, a ``train``/``experiment`` child is started under Hugging Face Accelerate, one
+process per GPU (data parallel; ``batch_size`` is per GPU), exactly as you would by hand::
+
+    python -m accelerate.commands.launch --multi_gpu --num_processes 4 --num_machines 1 \
+        --mixed_precision no --dynamo_backend no -m training.jobs WORKSPACE_DIR JOB_ID
+
+(``accelerate launch ...`` is the same command; ``torchrun --nproc-per-node 4 -m
+training.jobs WORKSPACE_DIR JOB_ID`` works too. Precision is still chosen by the config.) Only
+the main process (rank 0) writes progress, runs and results to the store and saves the model;
+every process polls the cancel flag and they agree to stop at the same step. Set
+``CUDA_VISIBLE_DEVICES`` to choose the GPUs; on one GPU or the CPU the child is the plain
+single process.
 """
 
 from __future__ import annotations
@@ -29,8 +43,48 @@ from data.store import Workspace
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def child_command(folder: str | Path, job_id: int, *, gpus: int = 1) -> list[str]:
+    """The command line of a job's child process: plain Python, or one process per GPU.
+
+    Examples
+    --------
+    >>> child_command("ws", 3)[1:]
+    ['-m', 'training.jobs', 'ws', '3']
+    >>> child_command("ws", 3, gpus=2)[1:6]
+    ['-m', 'accelerate.commands.launch', '--multi_gpu', '--num_processes', '2']
+    """
+    if isinstance(gpus, bool) or not isinstance(gpus, int) or gpus < 1:
+        raise ValueError(f"gpus must be a whole number >= 1 (got {gpus!r}).")
+    job = ["-m", "training.jobs", str(folder), str(int(job_id))]
+    if gpus == 1:
+        return [sys.executable, *job]
+    launcher = ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(gpus)]
+    # Explicit values so accelerate neither asks for a config file nor warns about defaults.
+    fixed = ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    return [sys.executable, *launcher, *fixed, *job]
+
+
+def gpus_for(kind: str, params: dict[str, Any]) -> int:
+    """How many GPUs a job's child should use: all visible ones for training on ``auto``/``cuda``.
+
+    Analysis jobs and CPU training stay single-process; torch is imported only for training.
+    """
+    if kind not in ("train", "experiment"):
+        return 1
+    device = str((params.get("config") or {}).get("device", "auto")).strip().lower()
+    if device not in ("auto", "cuda"):
+        return 1
+    import torch
+
+    return max(1, torch.cuda.device_count()) if torch.cuda.is_available() else 1
+
+
 def launch(ws: Workspace, kind: str, params: dict[str, Any]) -> int:
-    """Record a job and start its child process; returns the job id at once."""
+    """Record a job and start its child process; returns the job id at once.
+
+    Training on a machine with several GPUs starts one process per GPU (see the module
+    docstring); everything else starts one process.
+    """
     job_id = ws.create_job(kind, params)
     log_path = ws.folder / "jobs" / f"job-{job_id:04d}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -42,7 +96,7 @@ def launch(ws: Workspace, kind: str, params: dict[str, Any]) -> int:
     }
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "training.jobs", str(ws.folder), str(job_id)],
+            child_command(ws.folder, job_id, gpus=gpus_for(kind, params)),
             cwd=ROOT,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -68,12 +122,37 @@ def cancel(ws: Workspace, job_id: int, *, grace_seconds: float = 10.0) -> None:
         time.sleep(0.2)
     job = ws.job(job_id)
     if job["status"] in ("queued", "running"):
-        if _alive(job["pid"]):
-            try:
-                os.killpg(job["pid"], signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
+        _stop_group(job["pid"])
         ws.update_job(job_id, status="cancelled", error="killed after the cancel grace period")
+        _close_runs(ws, job_id, "cancelled")
+
+
+def _close_runs(ws: Workspace, job_id: int, status: str) -> None:
+    # A killed child cannot mark its run: do it here so no run stays "running" forever.
+    for run in ws.runs(job_id=job_id):
+        if run["status"] == "running":
+            ws.update_run(run["id"], status=status)
+
+
+def _stop_group(pid: int | None, *, term_seconds: float = 5.0) -> None:
+    """SIGTERM the child's process group, then SIGKILL it if it is still there.
+
+    SIGTERM first because a distributed launcher (torch elastic, under ``accelerate launch``)
+    starts its workers in process groups of their own and only stops them when it gets a
+    signal it can handle.
+    """
+    if not _alive(pid):
+        return
+    for sig, wait in ((signal.SIGTERM, term_seconds), (signal.SIGKILL, 0.0)):
+        try:
+            os.killpg(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            return
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline and _alive(pid):
+            time.sleep(0.1)
+        if not _alive(pid):
+            return
 
 
 def reap(ws: Workspace) -> None:
@@ -88,6 +167,7 @@ def reap(ws: Workspace) -> None:
                     error="The job's process ended without reporting (killed or crashed); "
                     f"see {ws.folder / 'jobs'} for its log.",
                 )
+                _close_runs(ws, job["id"], "failed")
 
 
 def _alive(pid: int | None) -> bool:
@@ -109,9 +189,19 @@ def _alive(pid: int | None) -> bool:
 
 
 def run_job(ws: Workspace, job_id: int) -> None:
-    """Run a recorded job in this process (the child's main; also handy in tests)."""
+    """Run a recorded job in this process (the child's main; also handy in tests).
+
+    Under a distributed launch only the main process writes to the store; the launcher's pid
+    (recorded by :func:`launch`) stays the job's pid so a cancel kills the whole group.
+    """
+    from training.device import is_main_process
+
+    main = is_main_process()
     job = ws.job(job_id)
-    ws.update_job(job_id, status="running", pid=os.getpid())
+    if main and "RANK" not in os.environ:
+        ws.update_job(job_id, status="running", pid=os.getpid())
+    elif main:
+        ws.update_job(job_id, status="running")
 
     def should_stop() -> bool:
         return ws.cancel_requested(job_id)
@@ -119,6 +209,8 @@ def run_job(ws: Workspace, job_id: int) -> None:
     last = [0.0]
 
     def progress(info: dict[str, Any]) -> None:
+        if not main:
+            return
         # Throttle writes: a progress row per batch would contend with reviewers' commits.
         now = time.monotonic()
         if now - last[0] >= 0.5 or info.get("done") == info.get("total"):
@@ -132,15 +224,19 @@ def run_job(ws: Workspace, job_id: int) -> None:
         from training.runs import RunCancelled
 
         if isinstance(exc, Cancelled | RunCancelled):
-            ws.update_job(job_id, status="cancelled")
+            if main:
+                ws.update_job(job_id, status="cancelled")
             return
+        if not main:
+            raise
         ws.update_job(
             job_id,
             status="failed",
             error=f"{type(exc).__name__}: {exc}\n\n{traceback.format_exc(limit=6)}",
         )
         raise
-    ws.update_job(job_id, status="done", result=result)
+    if main:
+        ws.update_job(job_id, status="done", result=result)
 
 
 def _dispatch(ws, kind, params, job_id, progress, should_stop) -> dict[str, Any]:

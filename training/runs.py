@@ -1,20 +1,55 @@
 """Training runs on a workspace: pick rows and labels, fine-tune, record everything in the store.
 
-Every run's record holds its config, the data version (label source, label version, row count,
-evaluation rows), the loss history and the metrics, so a chart point can always be traced back.
+Every run's record (``ws.run(run_id)``) holds:
+
+- ``config``: the whole :class:`TrainingConfig` (with the run's own seed; row caps off, since
+  the run's rows are chosen here);
+- ``data``: the data version: experiment, series, x, seed, label_source, noise_rate,
+  noise_flipped, label_version, train_rows, train_ids_hash, eval_rows, eval_ids_hash,
+  verified_rows, validation_rows, validation_source, plus training facts (device, precision,
+  technique, learning_rate, train_seconds, train_samples_per_second, trainable_parameters,
+  stopped_early, best_validation_loss, epochs_completed);
+- ``history``: ``{"step", "loss", "epoch"}`` per training logging step and
+  ``{"step", "eval_loss", "epoch"}`` per validation pass (:func:`history_frame` makes it long);
+- ``metrics``: the test metrics (top level and ``"test"``), the verified-subset metrics
+  (``"verified"``: test rows a reviewer confirmed or corrected) and the before/after table
+  (``"examples"``); also in ``<run_dir>/evaluation.json``.
+
+:func:`runs_frame` and :func:`aggregate_runs` turn runs into the tidy tables the charts draw.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import json
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from training.config import TrainingConfig
-from training.experiments import RunSpec, eval_ids, plan_data_size, plan_label_quality
-from training.finetune import fine_tune
+from training.device import is_main_process
+from training.experiments import (
+    DEFAULT_FRACTIONS,
+    DEFAULT_NOISE_RATES,
+    DEFAULT_SEED_COUNT,
+    DEFAULT_THRESHOLDS,
+    RunSpec,
+    eval_ids,
+    ids_hash,
+    inject_noise,
+    plan_data_size,
+    plan_label_quality,
+    probe_ids,
+)
+from training.finetune import METRICS_FILE, fine_tune
+from training.metrics import classification_metrics
+from training.sampling import stratified_holdout, stratified_sample, validation_cap
+
+EVALUATION_FILE = "evaluation.json"
 
 
 class RunCancelled(Exception):
@@ -24,7 +59,8 @@ class RunCancelled(Exception):
 def split_ids(ws: Any) -> tuple[list[int], list[int]]:
     """Training and test sample ids, leaving out rows a reviewer excluded.
 
-    A ``validation`` split, if the data has one, is not used for training in v1.
+    A ``validation`` split, if the data has one, is never trained on: :func:`validation_split`
+    uses it for validation loss and early stopping.
     """
     rows = ws.samples()
     keep = rows[~rows["excluded"]]
@@ -40,6 +76,44 @@ def split_ids(ws: Any) -> tuple[list[int], list[int]]:
     return train, test
 
 
+def validation_split(
+    ws: Any, train_ids: Sequence[int], *, config: TrainingConfig
+) -> tuple[list[int], list[int], str]:
+    """Validation rows for a workspace's runs: ``(train_ids, validation_ids, source)``.
+
+    The workspace's own ``validation`` split (non-excluded rows) when it has one, else
+    ``config.validation_fraction`` of the training rows held out, stratified by the curated
+    label and seeded by ``config.seed``. Either way the rows are capped in proportion to
+    ``config.max_train_samples``. ``source`` is ``"split"``, ``"held out"`` or ``"none"``
+    (``validation_fraction=0``: no validation rows, no early stopping).
+    """
+    fraction = config.validation_fraction
+    train = [int(i) for i in train_ids]
+    if fraction == 0:
+        return train, [], "none"
+    rows = ws.samples()
+    own = rows[(rows["split"] == "validation") & ~rows["excluded"]]
+    if len(own):
+        ids, labels, source = own["id"].to_numpy(), own["label"].to_numpy(), "split"
+    else:
+        labels_of = rows.set_index("id").loc[train, "label"].to_numpy()
+        kept, held = stratified_holdout(labels_of, fraction, seed=config.seed)
+        ids, labels, source = np.asarray(train)[held], labels_of[held], "held out"
+        train = np.asarray(train)[kept].tolist()
+    keep = stratified_sample(
+        labels, validation_cap(config.max_train_samples, fraction), seed=config.seed
+    )
+    return train, [int(i) for i in np.asarray(ids)[keep]], source
+
+
+def verified_ids(ws: Any, test_ids: Sequence[int]) -> list[int]:
+    """Test rows a reviewer confirmed or corrected (reviewed and not excluded), sorted."""
+    rows = ws.samples()
+    wanted = set(int(i) for i in test_ids)
+    mask = rows["reviewed"] & ~rows["excluded"] & rows["id"].isin(wanted)
+    return sorted(int(i) for i in rows.loc[mask, "id"])
+
+
 def execute_run(
     ws: Any,
     spec: RunSpec,
@@ -48,66 +122,148 @@ def execute_run(
     eval_rows: list[int],
     job_id: int | None = None,
     should_stop: Callable[[], bool] | None = None,
+    validation_rows: list[int] | None = None,
+    verified_rows: list[int] | None = None,
+    probe_rows: list[int] | None = None,
+    validation_source: str | None = None,
 ) -> int:
-    """Train one spec and record it; returns the run id. Raises RunCancelled on cancel."""
-    rows = ws.samples().set_index("id")
-    label_col = "label" if spec.label_source == "curated" else "original_label"
+    """Train one spec, evaluate it honestly, and record it; returns the run id.
+
+    Parameters
+    ----------
+    ws
+        The workspace.
+    spec
+        Rows, label source, seed and noise rate of the run.
+    config
+        Hyper-parameters; its row caps are ignored (the spec and ``eval_rows`` hold the rows),
+        its seed is replaced by ``spec.seed`` when set.
+    eval_rows
+        Test rows for the "test" metrics (the same for every run of an experiment).
+    validation_rows
+        Rows for validation loss and early stopping (labels of ``spec.label_source``, never
+        noised); ``None`` lets :func:`fine_tune` hold out ``config.validation_fraction`` of the
+        spec's rows, ``[]`` means none.
+    verified_rows
+        Reviewed test rows for the "verified" metrics; ``None`` = every verified test row.
+    probe_rows
+        Rows of the before/after table; ``None`` = 8 seeded rows of ``eval_rows``.
+    validation_source
+        Where ``validation_rows`` came from, for the record (``"split"``, ``"held out"``);
+        default ``"given"``.
+
+    Returns
+    -------
+    int
+        The run id (``-1`` on a non-main process of a distributed launch, which records
+        nothing).
+
+    Raises
+    ------
+    RunCancelled
+        The job was cancelled while this run trained (the run is marked ``cancelled``).
+
+    Notes
+    -----
+    The run record (``ws.run(run_id)``) holds ``config`` (with the run's seed),
+    ``data`` (see :func:`_data_version`), ``history`` (train loss per logging step and
+    validation loss per evaluation, see :class:`FineTuneResult`) and ``metrics``: the test
+    metrics at the top level (accuracy, precision, recall, f1, roc_auc, confusion_matrix,
+    labels, n) and also under ``"test"``, the verified-subset metrics under ``"verified"``
+    (same keys; every metric ``None`` and ``n`` 0 when no test row is verified) and the
+    before/after table under ``"examples"``. The same dict is written to
+    ``<run_dir>/evaluation.json``.
+    """
+    seed = config.seed if spec.seed is None else spec.seed
     names = ws.label_names
+    if verified_rows is None:
+        verified_rows = verified_ids(ws, split_ids(ws)[1])
+    if probe_rows is None:
+        probe_rows = probe_ids(eval_rows, seed=config.seed)
+    scored = list(dict.fromkeys([*eval_rows, *verified_rows]))
+    rows = ws.samples(
+        ids=list(dict.fromkeys([*spec.train_ids, *scored, *probe_rows, *(validation_rows or [])]))
+    ).set_index("id")
+    label_col = "label" if spec.label_source == "curated" else "original_label"
     index = {n: i for i, n in enumerate(names)}
-    train = rows.loc[spec.train_ids]
-    test = rows.loc[eval_rows]
-    data = {
-        "experiment": spec.experiment,
-        "x": spec.x,
-        "label_source": spec.label_source,
-        "label_version": ws.label_version(),
-        "train_rows": len(train),
-        "eval_rows": len(test),
-        "eval_labels": "curated",
-        **spec.notes,
-    }
-    run_id = ws.create_run(name=spec.name, config=config.to_dict(), data=data, job_id=job_id)
+    y_train = np.array([index[v] for v in rows.loc[spec.train_ids, label_col]], dtype=np.int64)
+    y_train, flipped = inject_noise(y_train, spec.noise_rate, n_classes=len(names), seed=seed)
+    # The run's own caps would re-sample the rows the experiment chose: turn them off.
+    overrides = {"max_train_samples": None, "max_eval_samples": None, "seed": seed}
+    if validation_rows is not None and not validation_rows:
+        overrides["validation_fraction"] = 0.0
+    run_config = TrainingConfig.from_dict({**config.to_dict(), **overrides})
+    data = _data_version(ws, spec, run_config, eval_rows, verified_rows, validation_rows)
+    if validation_rows and validation_source:
+        data["validation_source"] = validation_source
+    data["noise_flipped"] = int(len(flipped))
+    main = is_main_process()
+    run_id = (
+        ws.create_run(name=spec.name, config=run_config.to_dict(), data=data, job_id=job_id)
+        if main
+        else -1
+    )
     history: list[dict[str, Any]] = []
 
     def progress(info: dict[str, Any]) -> None:
-        if info.get("loss") is not None:
-            history.append({k: info.get(k) for k in ("step", "loss", "epoch")})
+        _extend_live_history(history, info)
         # The history goes along so the Train page can draw the loss curve while it trains.
         ws.update_run(run_id, progress=info, history=history)
 
-    # The run's own sample cap would re-sample the rows the experiment chose: turn it off, the
-    # spec already holds exactly the rows to train on (and eval_rows the rows to test on).
-    run_config = TrainingConfig.from_dict(
-        {**config.to_dict(), "max_train_samples": None, "max_eval_samples": None}
-    )
-    try:
-        result = fine_tune(
-            train["text"].tolist(),
-            np.array([index[v] for v in train[label_col]]),
-            label_names=names,
-            config=run_config,
-            output_dir=ws.run_dir(run_id),
-            eval_texts=test["text"].tolist(),
-            eval_labels=np.array([index[v] for v in test["label"]]),
-            progress=progress,
-            should_stop=should_stop,
-        )
-    except BaseException as exc:
-        ws.update_run(run_id, status="failed", history=history, progress={"error": str(exc)})
-        raise
+    with _run_folder(ws, run_id) as out:
+        if len(flipped):
+            noise = {
+                "noise_rate": spec.noise_rate,
+                "flipped_ids": np.asarray(spec.train_ids)[flipped].tolist(),
+            }
+            (out / "noise.json").write_text(json.dumps(noise))
+        validation = {}
+        if validation_rows:
+            val = rows.loc[validation_rows]
+            validation = dict(
+                validation_texts=val["text"].tolist(),
+                validation_labels=np.array([index[v] for v in val[label_col]]),
+            )
+        test = rows.loc[scored]
+        try:
+            result = fine_tune(
+                rows.loc[spec.train_ids, "text"].tolist(),
+                y_train,
+                label_names=names,
+                config=run_config,
+                output_dir=out,
+                eval_texts=test["text"].tolist(),
+                eval_labels=np.array([index[v] for v in test["label"]]),
+                progress=progress if main else None,
+                should_stop=should_stop,
+                probe_texts=rows.loc[probe_rows, "text"].tolist(),
+                tracking_dir=ws.folder / "tracking",
+                **validation,
+            )
+        except BaseException as exc:
+            if main:
+                ws.update_run(
+                    run_id, status="failed", history=history, progress={"error": str(exc)}
+                )
+            raise
     if result.cancelled:
-        ws.update_run(run_id, status="cancelled", history=history)
+        if main:
+            ws.update_run(run_id, status="cancelled", history=result.history or history)
         raise RunCancelled()
+    if not main:
+        return -1
+    metrics = _evaluation(result, rows, names, eval_rows, verified_rows, probe_rows, scored)
+    out = ws.run_dir(run_id)
+    (out / EVALUATION_FILE).write_text(json.dumps(metrics, indent=2))
+    (out / METRICS_FILE).write_text(json.dumps(metrics["test"], indent=2))
     data.update(
-        device=result.device,
-        precision=result.precision,
-        train_seconds=result.train_seconds,
-        train_samples_per_second=result.train_samples_per_second,
+        {k: v for k, v in result.summary().items() if k in RESULT_KEYS},
+        validation_rows=result.validation_samples,
     )
     ws.update_run(
         run_id,
         status="done",
-        metrics=result.metrics,
+        metrics=metrics,
         history=result.history or history,
         model_dir=str(result.model_dir),
         data=data,
@@ -115,34 +271,182 @@ def execute_run(
     return run_id
 
 
+def _extend_live_history(history: list[dict[str, Any]], info: dict[str, Any]) -> None:
+    # Progress repeats the latest losses every step: keep a point only when one changes.
+    for key in ("loss", "eval_loss"):
+        value = info.get(key)
+        last = next((h[key] for h in reversed(history) if key in h), None)
+        if value is not None and value != last:
+            history.append({"step": info.get("step"), key: value, "epoch": info.get("epoch")})
+
+
+# Training facts copied from the FineTuneResult into the run's data record.
+RESULT_KEYS = (
+    "device",
+    "precision",
+    "train_seconds",
+    "train_samples_per_second",
+    "validation_seconds",
+    "technique",
+    "learning_rate",
+    "trainable_parameters",
+    "total_parameters",
+    "best_validation_loss",
+    "stopped_early",
+    "epochs_completed",
+)
+
+
+@contextlib.contextmanager
+def _run_folder(ws: Any, run_id: int) -> Iterator[Path]:
+    # A non-main process of a distributed launch trains into a scratch folder it then drops.
+    if run_id >= 0:
+        folder = ws.run_dir(run_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        yield folder
+        return
+    with tempfile.TemporaryDirectory(prefix="second-look-rank-") as tmp:
+        yield Path(tmp)
+
+
+def _data_version(
+    ws: Any,
+    spec: RunSpec,
+    config: TrainingConfig,
+    eval_rows: list[int],
+    verified_rows: list[int],
+    validation_rows: list[int] | None,
+) -> dict[str, Any]:
+    """The data a run saw, so every chart point can be traced back and reproduced.
+
+    Keys: experiment, series, x, seed, label_source, noise_rate, label_version (the last label
+    event id when the run started), train_rows, train_ids_hash, eval_rows, eval_ids_hash,
+    eval_labels ("curated"), verified_rows, validation_source ("split", "held out", "given"
+    or "none"), plus the spec's notes (rows, fraction, threshold, also, ...).
+    """
+    return {
+        "experiment": spec.experiment,
+        "series": spec.notes.get("series", spec.experiment),
+        "x": spec.x,
+        "seed": config.seed,
+        "label_source": spec.label_source,
+        "noise_rate": spec.noise_rate,
+        "label_version": ws.label_version(),
+        "train_rows": len(spec.train_ids),
+        "train_ids_hash": ids_hash(spec.train_ids),
+        "eval_rows": len(eval_rows),
+        "eval_ids_hash": ids_hash(eval_rows),
+        "eval_labels": "curated",
+        "verified_rows": len(verified_rows),
+        "validation_source": (
+            "held out"
+            if validation_rows is None and config.validation_fraction > 0
+            else ("given" if validation_rows else "none")
+        ),
+        **spec.notes,
+    }
+
+
+def _evaluation(result, rows, names, eval_rows, verified_rows, probe_rows, scored) -> dict:
+    """Test and verified-subset metrics side by side, plus the before/after table."""
+    index = {n: i for i, n in enumerate(names)}
+    position = {sample_id: i for i, sample_id in enumerate(scored)}
+    probs = result.eval_probs
+
+    def metrics_on(ids: list[int]) -> dict[str, Any]:
+        if not ids:
+            return empty_metrics(names)
+        y = np.array([index[v] for v in rows.loc[ids, "label"]])
+        return classification_metrics(y, probs[[position[i] for i in ids]], label_names=names)
+
+    test = metrics_on(eval_rows)
+    return {
+        **test,
+        "test": test,
+        "verified": metrics_on(verified_rows),
+        "examples": _examples(result, rows, names, probe_rows),
+    }
+
+
+def empty_metrics(label_names: list[str]) -> dict[str, Any]:
+    """The metrics dict of an empty subset: every metric ``None``, ``n`` 0."""
+    keys = ("accuracy", "precision", "recall", "f1", "roc_auc", "confusion_matrix")
+    return {**dict.fromkeys(keys), "labels": list(label_names), "n": 0}
+
+
+def _examples(result, rows, names, probe_rows) -> dict[str, Any]:
+    def prediction(p: np.ndarray) -> dict[str, Any]:
+        j = int(np.argmax(p))
+        return {
+            "label": names[j],
+            "prob": round(float(p[j]), 4),
+            "probs": {n: round(float(v), 4) for n, v in zip(names, p, strict=True)},
+        }
+
+    table = [
+        {
+            "id": int(sample_id),
+            "text": rows.at[sample_id, "text"],
+            "label": rows.at[sample_id, "label"],
+            "before": prediction(result.probe_before[i]),
+            "after": prediction(result.probe_after[i]),
+        }
+        for i, sample_id in enumerate(probe_rows)
+    ]
+    note = (
+        "before = the model as loaded, with a newly initialised classification head: chance "
+        "level, not a trained baseline"
+        if result.new_head
+        else "before = the model as loaded (its classification head was already trained)"
+    )
+    return {"new_head": bool(result.new_head), "note": note, "rows": table}
+
+
+PLAN_OPTIONS = ("fractions", "thresholds", "seeds", "noise_rates", "train_ids")
+
+
 def plan(ws: Any, experiment: str, *, config: TrainingConfig, **options: Any) -> list[RunSpec]:
     """The run specs for ``experiment`` on this workspace's current state.
 
     ``"single"`` is one run on all (capped) curated training rows; ``"data_size"`` and
-    ``"label_quality"`` see :mod:`training.experiments`. For label quality, a numeric
-    ``confidence`` metadata column (the demo's crowd confidence) adds threshold runs.
+    ``"label_quality"`` see :mod:`training.experiments`. Options: ``fractions`` (data size,
+    default 10/25/50/100%), ``seeds`` (default 3 seeds from ``config.seed`` for data size, 1
+    for label quality), ``noise_rates`` (label quality, default 10/20/30%; ``[]`` for none),
+    ``thresholds`` (label quality; used when a numeric ``confidence`` metadata column exists,
+    e.g. the demo's crowd confidence) and ``train_ids`` (the pool; default the training split
+    minus the validation rows of :func:`validation_split`).
     """
-    train, _ = split_ids(ws)
-    cap = config.max_train_samples
+    unknown = sorted(set(options) - set(PLAN_OPTIONS))
+    if unknown:
+        raise ValueError(f"Unknown experiment option(s) {unknown}; valid: {list(PLAN_OPTIONS)}.")
+    train = options.get("train_ids")
+    if train is None:
+        train, _, _ = validation_split(ws, split_ids(ws)[0], config=config)
+    cap, seed = config.max_train_samples, config.seed
     if experiment == "single":
-        pool = plan_data_size(train, fractions=(1.0,), seed=config.seed, cap=cap)[0]
+        pool = plan_data_size(train, fractions=(1.0,), seed=seed, cap=cap)[0]
         pool.experiment, pool.name = "single", f"curated labels ({len(pool.train_ids)} rows)"
+        pool.notes["series"] = "single"
         return [pool]
     if experiment == "data_size":
+        seeds = options.get("seeds") or [seed + i for i in range(DEFAULT_SEED_COUNT)]
         return plan_data_size(
             train,
-            fractions=options.get("fractions") or (0.1, 0.25, 0.5, 1.0),
-            seed=config.seed,
+            fractions=options.get("fractions") or DEFAULT_FRACTIONS,
+            seed=seed,
             cap=cap,
+            seeds=seeds,
         )
     if experiment == "label_quality":
-        confidence = confidence_column(ws)
+        rates = options.get("noise_rates")
         return plan_label_quality(
             train,
-            confidence=confidence,
-            thresholds=options.get("thresholds") or (0.5, 0.7, 0.9, 1.0),
-            seed=config.seed,
+            confidence=confidence_column(ws),
+            thresholds=options.get("thresholds") or DEFAULT_THRESHOLDS,
+            seed=seed,
             cap=cap,
+            noise_rates=DEFAULT_NOISE_RATES if rates is None else rates,
+            seeds=options.get("seeds") or [seed],
         )
     raise ValueError(
         f"Unknown experiment {experiment!r}; valid: 'single', 'data_size', 'label_quality'."
@@ -170,10 +474,19 @@ def run_experiment(
     should_stop: Callable[[], bool] | None = None,
     **options: Any,
 ) -> list[int]:
-    """Plan and run an experiment, one run after another, all on the same evaluation rows."""
-    specs = plan(ws, experiment, config=config, **options)
-    _, test = split_ids(ws)
+    """Plan and run an experiment, one run after another, all on the same evaluation rows.
+
+    Every run is scored on the same test rows (``eval_ids``: a seeded sample of the test split
+    capped at ``config.max_eval_samples``), on the same verified test rows (all of them, never
+    capped), shows the same before/after rows, and validates on the same validation rows.
+    Options as for :func:`plan`.
+    """
+    train, test = split_ids(ws)
+    train, validation, source = validation_split(ws, train, config=config)
+    specs = plan(ws, experiment, config=config, **{**options, "train_ids": train})
     evaluation = eval_ids(test, seed=config.seed, cap=config.max_eval_samples)
+    verified = verified_ids(ws, test)
+    probes = probe_ids(evaluation, seed=config.seed)
     run_ids = []
     for i, spec in enumerate(specs):
         if progress:
@@ -186,6 +499,163 @@ def run_experiment(
                 eval_rows=evaluation,
                 job_id=job_id,
                 should_stop=should_stop,
+                validation_rows=validation,
+                verified_rows=verified,
+                probe_rows=probes,
+                validation_source=source,
             )
         )
     return run_ids
+
+
+# --------------------------------------------------------------------------- chart data
+
+FRAME_COLUMNS = (
+    "job",
+    "run",
+    "experiment",
+    "series",
+    "x",
+    "seed",
+    "train_rows",
+    "label_source",
+    "noise_rate",
+    "metric",
+    "value",
+    "verified_value",
+    "verified_n",
+)
+
+
+def runs_frame(runs: list[dict[str, Any]], *, metric: str = "accuracy") -> pd.DataFrame:
+    """One row per finished experiment run and chart series: the tidy data behind the charts.
+
+    Parameters
+    ----------
+    runs
+        Run records as returned by ``ws.runs()`` (any job; filter the frame by ``job``).
+    metric
+        One of accuracy, precision, recall, f1, roc_auc.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``FRAME_COLUMNS``: job, run, experiment, series ("single", "data size",
+        "labels", "noise", "confidence"), x (fraction, label source, noise rate or threshold),
+        seed, train_rows, label_source, noise_rate, metric, value (on the test rows),
+        verified_value (on the verified test rows; NaN when none) and verified_n. A run that
+        stands for more than one point (the curated run is also the 0% noise point) has a
+        row per point. Runs recorded before series existed get one from their x.
+    """
+    if metric not in METRICS:
+        raise ValueError(f"Unknown metric {metric!r}; valid: {list(METRICS)}.")
+    records = []
+    for run in runs:
+        if run.get("status") != "done" or not run.get("metrics"):
+            continue
+        data, metrics = run.get("data") or {}, run["metrics"]
+        verified = metrics.get("verified") or {}
+        base = {
+            "job": run.get("job_id"),
+            "run": run["id"],
+            "experiment": data.get("experiment"),
+            "seed": data.get("seed", (run.get("config") or {}).get("seed")),
+            "train_rows": data.get("train_rows"),
+            "label_source": data.get("label_source"),
+            "noise_rate": data.get("noise_rate", 0.0),
+            "metric": metric,
+            "value": _number(metrics.get(metric)),
+            "verified_value": _number(verified.get(metric)),
+            "verified_n": int(verified.get("n") or 0),
+        }
+        points = [{"series": _series(data), "x": data.get("x")}, *(data.get("also") or [])]
+        records.extend({**base, "series": p["series"], "x": p["x"]} for p in points)
+    return pd.DataFrame(records, columns=list(FRAME_COLUMNS))
+
+
+def aggregate_runs(frame: pd.DataFrame) -> pd.DataFrame:
+    """Mean, standard deviation and count per chart point, over seeds (and repeated jobs).
+
+    Parameters
+    ----------
+    frame
+        A :func:`runs_frame` result (filter it to the jobs to combine first).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (experiment, series, x), in first-seen order: mean, std (NaN with one
+        run), n (runs), train_rows (mean), verified_mean, verified_std, verified_runs (runs
+        with a verified score) and verified_n (verified rows per run, the largest).
+    """
+    columns = [
+        "experiment",
+        "series",
+        "x",
+        "metric",
+        "mean",
+        "std",
+        "n",
+        "train_rows",
+        "verified_mean",
+        "verified_std",
+        "verified_runs",
+        "verified_n",
+    ]
+    if frame.empty:
+        return pd.DataFrame(columns=columns)
+    keys = ["experiment", "series", "x", "metric"]
+    grouped = frame.groupby(keys, sort=False, dropna=False)
+    out = grouped.agg(
+        mean=("value", "mean"),
+        std=("value", "std"),
+        n=("value", "count"),
+        train_rows=("train_rows", "mean"),
+        verified_mean=("verified_value", "mean"),
+        verified_std=("verified_value", "std"),
+        verified_runs=("verified_value", "count"),
+        verified_n=("verified_n", "max"),
+    ).reset_index()
+    return out[columns]
+
+
+def history_frame(history: list[dict[str, Any]] | None) -> pd.DataFrame:
+    """A run's loss history in long form for one line per split: step, epoch, split, loss.
+
+    ``split`` is ``"train"`` (training loss per logging step) or ``"validation"``
+    (validation loss per evaluation).
+    """
+    rows = []
+    for h in history or []:
+        if h.get("loss") is not None:
+            rows.append(
+                {"step": h["step"], "epoch": h.get("epoch"), "split": "train", "loss": h["loss"]}
+            )
+        if h.get("eval_loss") is not None:
+            rows.append(
+                {
+                    "step": h["step"],
+                    "epoch": h.get("epoch"),
+                    "split": "validation",
+                    "loss": h["eval_loss"],
+                }
+            )
+    return pd.DataFrame(rows, columns=["step", "epoch", "split", "loss"])
+
+
+METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc")
+
+
+def _number(value: Any) -> float:
+    return (
+        float(value) if isinstance(value, int | float) and not isinstance(value, bool) else np.nan
+    )
+
+
+def _series(data: dict[str, Any]) -> str:
+    if data.get("series"):
+        return data["series"]
+    experiment, x = data.get("experiment"), data.get("x")
+    if experiment == "label_quality":
+        return "labels" if isinstance(x, str) else "confidence"
+    return {"data_size": "data size"}.get(experiment, experiment or "single")
