@@ -1,119 +1,232 @@
-"""Charts: accuracy against training-data size and against label quality."""
+"""Charts: a metric against training-data size and against label quality, over seeds.
+
+Each point is the mean over an experiment's seeds with a standard-deviation bar, on the full
+test split and on the verified subset (test rows a reviewer confirmed or corrected); every run
+of an experiment is scored on the same test rows. Experiments are launched from the Train page
+(or re-run here with its settings).
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
 import pandas as pd
-import plotly.express as px
+import plotly.graph_objects as go
 import streamlit as st
+from plotly.subplots import make_subplots
 
 from app_pages.common import (
+    METRIC_LABELS,
+    TRAIN_CONFIG_KEY,
     active_job,
-    config_form,
-    job_status_line,
-    progress_fraction,
+    job_progress,
+    launch_training,
     require_workspace,
 )
-from training import jobs
-from training.runs import confidence_column
+from training.config import TrainingConfig
+from training.runs import METRICS, aggregate_runs, runs_frame
+
+TEST_COLOR, VERIFIED_COLOR = "#1f77b4", "#d62728"
+QUALITY_PANELS = {
+    "labels": "Original vs curated labels",
+    "noise": "Noise injected into curated labels",
+    "confidence": "Rows above a crowd-confidence threshold",
+}
+
+
+def job_choice(frame: pd.DataFrame, runs: list[dict], experiment: str, key: str) -> int | None:
+    """The experiment job to draw (latest by default): seeds of one job share one config."""
+    ids = sorted(frame.loc[frame["experiment"] == experiment, "job"].dropna().unique())[::-1]
+    if not ids:
+        return None
+
+    def label(job_id: Any) -> str:
+        mine = [r for r in runs if r.get("job_id") == job_id and r["status"] == "done"]
+        config = (mine[0].get("config") or {}) if mine else {}
+        when = (mine[-1].get("finished_at") or "")[:16].replace("T", " ") if mine else ""
+        technique = config.get("technique", "")
+        return f"job {int(job_id)} · {len(mine)} runs · {technique} {when}".strip()
+
+    return st.selectbox("Experiment", ids, format_func=label, key=key)
+
+
+def shared_rows(runs: list[dict], job_id: Any) -> str:
+    """A caption naming the test rows every run of the job was scored on."""
+    data = [
+        r.get("data") or {} for r in runs if r.get("job_id") == job_id and r["status"] == "done"
+    ]
+    hashes = {d.get("eval_ids_hash") for d in data}
+    rows = {d.get("eval_rows") for d in data}
+    verified = {d.get("verified_rows") for d in data}
+    if len(hashes) == 1 and len(rows) == 1 and None not in rows:
+        text = f"Every point is scored on the same {rows.pop():,} test rows"
+        if verified and None not in verified:
+            text += f" and the same {max(verified):,} verified rows"
+        return text + "."
+    return "These runs were not all scored on the same test rows."
+
+
+def series_traces(agg: pd.DataFrame, x: list, *, what: str, show_legend: bool) -> list:
+    """Mean ± std markers for the test split and, where it has scores, the verified subset."""
+    traces = []
+    for subset, color, mean, std, runs_col in (
+        ("full test split", TEST_COLOR, "mean", "std", "n"),
+        ("verified subset", VERIFIED_COLOR, "verified_mean", "verified_std", "verified_runs"),
+    ):
+        if agg[mean].isna().all():
+            continue
+        rows = agg["verified_n"] if subset == "verified subset" else agg["train_rows"]
+        # Plain lists (not arrays) keep the figure's JSON readable (and testable).
+        custom = np.column_stack(
+            [agg[runs_col], agg[std].fillna(0.0), rows.fillna(0), agg["train_rows"].fillna(0)]
+        ).tolist()
+        extra = (
+            "verified rows: %{customdata[2]:.0f}<br>"
+            if subset == "verified subset"
+            else "training rows: %{customdata[3]:.0f}<br>"
+        )
+        traces.append(
+            go.Scatter(
+                x=x,
+                y=agg[mean].tolist(),
+                mode="lines+markers",
+                name=subset,
+                legendgroup=subset,
+                showlegend=show_legend,
+                marker=dict(color=color, size=8),
+                line=dict(color=color),
+                error_y=dict(
+                    type="data", array=agg[std].fillna(0.0).tolist(), visible=True, width=6
+                ),
+                customdata=custom,
+                hovertemplate=f"<b>{subset}</b><br>{what}: %{{x}}<br>mean %{{y:.3f}} "
+                "± %{customdata[1]:.3f} (std)<br>n = %{customdata[0]:.0f} runs<br>"
+                + extra
+                + "<extra></extra>",
+            )
+        )
+    return traces
+
+
+def size_figure(agg: pd.DataFrame, metric: str) -> go.Figure:
+    agg = agg.sort_values("train_rows")
+    fig = go.Figure(
+        series_traces(agg, agg["train_rows"].round().tolist(), what="rows", show_legend=True)
+    )
+    rows = agg["train_rows"].dropna()
+    log = len(rows) > 1 and rows.max() / max(rows.min(), 1) >= 8
+    fig.update_layout(
+        height=380,
+        margin=dict(l=0, r=0, t=30, b=0),
+        xaxis_title="training rows" + (" (log scale)" if log else ""),
+        yaxis_title=METRIC_LABELS[metric],
+        xaxis_type="log" if log else "linear",
+        legend=dict(orientation="h", y=1.02, x=0, yanchor="bottom"),
+    )
+    return fig
+
+
+def quality_figure(frame: pd.DataFrame, metric: str) -> go.Figure:
+    present = [s for s in QUALITY_PANELS if (frame["series"] == s).any()]
+    fig = make_subplots(
+        rows=1,
+        cols=len(present),
+        shared_yaxes=True,
+        subplot_titles=[QUALITY_PANELS[s] for s in present],
+        horizontal_spacing=0.06,
+    )
+    for col, series in enumerate(present, start=1):
+        agg = aggregate_runs(frame[frame["series"] == series])
+        if series == "labels":
+            order = {"original": 0, "curated": 1}
+            agg = agg.sort_values("x", key=lambda s: s.map(order).fillna(2))
+            x, what = [f"{v} labels" for v in agg["x"]], "labels"
+        elif series == "noise":
+            agg = agg.assign(x=agg["x"].astype(float)).sort_values("x")
+            x, what = [f"{v:.0%}" for v in agg["x"]], "noise"
+        else:
+            agg = agg.assign(x=agg["x"].astype(float)).sort_values("x")
+            x, what = [f"≥ {v:g}" for v in agg["x"]], "confidence"
+        for trace in series_traces(agg, x, what=what, show_legend=col == 1):
+            fig.add_trace(trace, row=1, col=col)
+        fig.update_xaxes(type="category", row=1, col=col)
+    fig.update_layout(
+        height=380,
+        margin=dict(l=0, r=0, t=50, b=0),
+        yaxis_title=METRIC_LABELS[metric],
+        legend=dict(orientation="h", y=1.12, x=0, yanchor="bottom"),
+    )
+    return fig
+
+
+def numbers(agg: pd.DataFrame) -> None:
+    with st.expander("The numbers"):
+        st.dataframe(agg.drop(columns=["experiment", "metric"]), hide_index=True, width="stretch")
+
 
 st.title("Charts")
 ws = require_workspace()
-has_confidence = confidence_column(ws) is not None
-
 st.markdown(
-    "Each experiment trains the **same config** several times and evaluates every run on the "
-    "**same test rows** (curated labels), so the points differ only in what the chart says."
+    "Each experiment trains the **same config** several times, one seed after another, and "
+    "scores every run on the **same test rows** (curated labels): the points differ only in what "
+    "the chart says. Points are means over seeds with a **standard-deviation bar**, on the full "
+    "test split and on the **verified subset** (test rows a reviewer checked)."
 )
-with st.expander("Experiment config", expanded=False):
-    # Smaller than a single training run: an experiment is 4-6 runs back to back on a CPU.
-    config, error = config_form("ex", max_train_samples=1000, epochs=2.0, max_eval_samples=1000)
-    if error:
-        st.error(error)
-    st.caption(
-        "Defaults: up to 1,000 training rows, 2 epochs, 1,000 test rows: about 30 s per "
-        "run on 2 free CPU cores."
-    )
-
-metric = st.selectbox(
-    "Metric", ["accuracy", "f1", "precision", "recall", "roc_auc"], key="chart_metric"
-)
+metric = st.selectbox("Metric", list(METRICS), format_func=METRIC_LABELS.get, key="chart_metric")
+running = next((j for j in ws.jobs(active=True) if j["kind"] in ("experiment", "train")), None)
 
 
-def points(experiment: str) -> pd.DataFrame:
-    rows = []
-    for run in ws.runs():
-        data = run["data"] or {}
-        if data.get("experiment") != experiment or run["status"] != "done":
-            continue
-        rows.append(
-            {
-                "job": run["job_id"],
-                "run": run["id"],
-                "x": data.get("x"),
-                "rows": data.get("train_rows"),
-                "labels": data.get("label_source"),
-                metric: (run["metrics"] or {}).get(metric),
-            }
+def launch_buttons() -> None:
+    saved = st.session_state.get(TRAIN_CONFIG_KEY)
+    config = TrainingConfig.from_dict(saved) if saved else TrainingConfig()
+    with st.container(horizontal=True, vertical_alignment="center"):
+        for experiment, label in (
+            ("data_size", "Run the data-size experiment"),
+            ("label_quality", "Run the label-quality experiment"),
+        ):
+            if st.button(label, key=f"run_{experiment}"):
+                launch_training(ws, config, experiment)
+                st.rerun()
+        st.caption(
+            "With the Train page's settings and default options (3 seeds for data size); "
+            "choose fractions, seeds, noise rates and thresholds on the Train page."
         )
-    return pd.DataFrame(rows)
 
 
-@st.fragment(run_every=2.0)
+@st.fragment(run_every=2.0 if running else None)
 def experiments_panel() -> None:
     job = active_job(ws, ("experiment", "train"))
     if job is not None:
-        st.info(job_status_line(job))
-        st.progress(
-            progress_fraction(
-                {
-                    "done": (job.get("progress") or {}).get("run", 1) - 1,
-                    "total": (job.get("progress") or {}).get("runs"),
-                }
-            )
-            or 0.0
-        )
-        if st.button("Cancel", key="cancel_experiment"):
-            jobs.cancel(ws, job["id"])
-            st.rerun()
+        job_progress(ws, job, key="experiment")
     else:
-        with st.container(horizontal=True):
-            for experiment, label in (
-                ("data_size", "Run the data-size experiment"),
-                ("label_quality", "Run the label-quality experiment"),
-            ):
-                if st.button(label, disabled=config is None, key=f"run_{experiment}"):
-                    jobs.launch(
-                        ws, "experiment", {"config": config.to_dict(), "experiment": experiment}
-                    )
-                    st.rerun()
+        launch_buttons()
+    runs = ws.runs()
+    frame = runs_frame(runs, metric=metric)
 
-    left, right = st.columns(2)
-    with left:
-        st.subheader("Accuracy vs training-data size")
-        df = points("data_size")
-        if df.empty:
-            st.caption("Nested fractions (10/25/50/100%) of the training rows. Not run yet.")
-        else:
-            df = df[df["job"] == df["job"].max()].sort_values("rows")
-            fig = px.line(df, x="rows", y=metric, markers=True, hover_data=["x", "run"])
-            fig.update_layout(height=350, xaxis_title="training rows")
-            st.plotly_chart(fig, width="stretch", key="size_chart")
-    with right:
-        st.subheader("Accuracy vs label quality")
-        df = points("label_quality")
-        if df.empty:
-            extra = " and by crowd-confidence threshold" if has_confidence else ""
-            st.caption(f"Original vs curated labels on the same rows{extra}. Not run yet.")
-        else:
-            df = df[df["job"] == df["job"].max()]
-            df["point"] = [
-                f"{x} labels" if isinstance(x, str) else f"confidence ≥ {x:g}" for x in df["x"]
-            ]
-            fig = px.bar(df, x="point", y=metric, text=metric, hover_data=["rows", "run"])
-            fig.update_traces(texttemplate="%{text:.3f}")
-            lo = max(0.0, float(df[metric].min()) - 0.1)
-            fig.update_layout(height=350, xaxis_title="", yaxis_range=[lo, 1.0])
-            st.plotly_chart(fig, width="stretch", key="quality_chart")
+    st.subheader(f"{METRIC_LABELS[metric]} vs training-data size")
+    job_id = job_choice(frame, runs, "data_size", "size_job")
+    if job_id is None:
+        st.caption("Nested fractions of the training rows, 3 seeds each. Not run yet.")
+    else:
+        agg = aggregate_runs(frame[(frame["job"] == job_id) & (frame["experiment"] == "data_size")])
+        st.plotly_chart(size_figure(agg, metric), width="stretch", key="size_chart")
+        st.caption(shared_rows(runs, job_id))
+        numbers(agg)
+
+    st.subheader(f"{METRIC_LABELS[metric]} vs label quality")
+    job_id = job_choice(frame, runs, "label_quality", "quality_job")
+    if job_id is None:
+        st.caption(
+            "Original vs curated labels on the same rows, curated labels with 10/20/30% "
+            "injected noise, and by crowd-confidence threshold when the data has one. Not run "
+            "yet."
+        )
+    else:
+        part = frame[(frame["job"] == job_id) & (frame["experiment"] == "label_quality")]
+        st.plotly_chart(quality_figure(part, metric), width="stretch", key="quality_chart")
+        st.caption(shared_rows(runs, job_id) + " The 0% noise point is the curated-labels run.")
+        numbers(aggregate_runs(part))
 
 
 experiments_panel()

@@ -121,64 +121,265 @@ def active_job(ws: Workspace, kinds: tuple[str, ...]) -> dict[str, Any] | None:
     return job
 
 
-def config_form(prefix: str, **overrides: Any):
-    """Widgets for a TrainingConfig (defaults from the dataclass); returns (config, error)."""
-    from dataclasses import fields
+# What each technique means, in the words the Train page uses.
+TECHNIQUE_LABELS = {
+    "head": "Feature extraction (frozen backbone + head)",
+    "full": "Full fine-tuning",
+    "lora": "LoRA adapters",
+}
+# The Train page keeps its last valid config here so the Charts page can re-run an experiment
+# with the same settings.
+TRAIN_CONFIG_KEY = "train_config"
+TRACKER_LABELS = {"mlflow": "MLflow", "wandb": "Weights & Biases"}
+# Widget layout: (section title or None for always visible, fields). LoRA fields only show
+# for technique "lora"; report_to is a toggle of its own.
+_MAIN_FIELDS = (
+    ("technique", "model", "learning_rate", "epochs"),
+    ("batch_size", "gradient_accumulation_steps", "max_length", "seed"),
+)
+_LORA_FIELDS = ("lora_r", "lora_alpha", "lora_dropout")
+_MORE_FIELDS = (
+    ("weight_decay", "warmup_ratio", "dropout", "validation_fraction"),
+    ("early_stopping_patience", "eval_steps", "max_train_samples", "max_eval_samples"),
+    ("device", "precision"),
+)
 
-    from training.config import DEVICES, PRECISIONS, TrainingConfig
+
+def config_form(prefix: str, **overrides: Any):
+    """Widgets for a TrainingConfig (defaults from the dataclass); returns (config, error).
+
+    ``error`` is TrainingConfig's own message (it starts with the field's name), or the
+    tracker's when logging is on and its package is missing; ``config`` is None then.
+    """
+    from training.config import CHOICES, TrainingConfig
 
     defaults = {**TrainingConfig().to_dict(), **overrides}
-    help_ = TrainingConfig.FIELD_HELP
     values: dict[str, Any] = {}
-    cols = st.columns(4)
-    for i, f in enumerate(fields(TrainingConfig)):
-        col, name, default = cols[i % 4], f.name, defaults[f.name]
-        key = f"{prefix}_{name}"
-        if name == "model":
-            values[name] = col.text_input(
-                "model",
-                value=default,
-                key=key,
-                help=help_[name],
-                placeholder="packaged all-MiniLM-L6-v2",
-            )
-        elif name in ("device", "precision"):
-            options = list(DEVICES if name == "device" else PRECISIONS)
-            values[name] = col.selectbox(
-                name, options, index=options.index(default), key=key, help=help_[name]
-            )
-        elif name in ("max_train_samples", "max_eval_samples"):
-            text = col.text_input(
-                name, value="" if default is None else str(default), key=key, help=help_[name]
-            )
-            values[name] = text.strip() or None
-        elif isinstance(default, float):
-            values[name] = col.number_input(
-                name, value=float(default), key=key, help=help_[name], format="%g"
-            )
-        else:
-            values[name] = col.number_input(
-                name, value=int(default), step=1, key=key, help=help_[name]
-            )
+
+    def widget(col, name: str) -> None:
+        values[name] = _field_widget(col, prefix, name, defaults[name], values, CHOICES)
+
+    for row in _MAIN_FIELDS:
+        for col, name in zip(st.columns(4), row, strict=False):
+            widget(col, name)
+    technique = values.get("technique", defaults["technique"])
+    if technique == "lora":
+        st.caption("LoRA: low-rank adapters on the attention query/value projections.")
+        for col, name in zip(st.columns(4), _LORA_FIELDS, strict=False):
+            widget(col, name)
+    with st.expander("Regularisation, validation, data caps and hardware"):
+        for row in _MORE_FIELDS:
+            for col, name in zip(st.columns(4), row, strict=False):
+                widget(col, name)
+    track = st.toggle(
+        "Log to an experiment tracker",
+        value=defaults["report_to"] != "none",
+        key=f"{prefix}_track",
+        help=TrainingConfig.FIELD_HELP["report_to"],
+    )
+    values["report_to"] = "none"
+    if track:
+        current = defaults["report_to"] if defaults["report_to"] != "none" else "mlflow"
+        values["report_to"] = st.radio(
+            "Tracker",
+            list(TRACKER_LABELS),
+            index=list(TRACKER_LABELS).index(current),
+            format_func=TRACKER_LABELS.get,
+            horizontal=True,
+            key=f"{prefix}_report_to",
+        )
+    for name, default in defaults.items():
+        values.setdefault(name, default)  # LoRA fields while another technique is chosen
+    return _validated(values)
+
+
+def _field_widget(col, prefix: str, name: str, default: Any, values: dict, choices: dict) -> Any:
+    """One config field's widget; optional numbers start empty (None) when their default is."""
+    from training.config import DEFAULT_LEARNING_RATES, OPTIONAL_FIELDS, TrainingConfig
+
+    key, help_ = f"{prefix}_{name}", TrainingConfig.FIELD_HELP[name]
+    if name == "technique":
+        options = ["head", "full", "lora"]
+        return col.selectbox(
+            "technique",
+            options,
+            index=options.index(default),
+            format_func=TECHNIQUE_LABELS.get,
+            key=key,
+            help=help_,
+        )
+    if name == "model":
+        return col.text_input(
+            name, value=default, key=key, help=help_, placeholder="packaged all-MiniLM-L6-v2"
+        )
+    if name in choices:
+        options = list(choices[name])
+        return col.selectbox(name, options, index=options.index(default), key=key, help=help_)
+    integer = name in _INTEGER_FIELDS
+    placeholder = None
+    if name == "learning_rate":
+        placeholder = f"{DEFAULT_LEARNING_RATES[values.get('technique', 'full')]:g} (default)"
+    elif name in OPTIONAL_FIELDS:
+        placeholder = "all rows" if name.startswith("max_") else "default"
+    if default is None and name not in OPTIONAL_FIELDS:
+        default = 0
+    return col.number_input(
+        name,
+        value=None if default is None else (int(default) if integer else float(default)),
+        step=1 if integer else (1e-5 if name == "learning_rate" else 0.01),
+        format=None if integer else "%g",
+        key=key,
+        help=help_,
+        placeholder=placeholder,
+    )
+
+
+_INTEGER_FIELDS = {
+    "batch_size",
+    "max_length",
+    "seed",
+    "max_train_samples",
+    "max_eval_samples",
+    "gradient_accumulation_steps",
+    "early_stopping_patience",
+    "eval_steps",
+    "lora_r",
+    "lora_alpha",
+}
+
+
+def _validated(values: dict[str, Any]):
+    from training.config import TrainingConfig
+    from training.tracking import check_tracker
+
     try:
-        for name in ("max_train_samples", "max_eval_samples"):
-            if values[name] is not None:
-                values[name] = int(values[name])
-        return TrainingConfig.from_dict(values), None
+        config = TrainingConfig.from_dict(values)
+        check_tracker(config.report_to)
     except ValueError as exc:
         return None, str(exc)
+    if config.early_stopping_patience and config.validation_fraction == 0:
+        # fine_tune refuses this too, but only once the job has started.
+        return None, (
+            "early_stopping_patience needs validation rows: set validation_fraction > 0 "
+            "(e.g. 0.15), or early_stopping_patience to 0."
+        )
+    return config, None
 
 
-def metrics_row(metrics: dict[str, Any] | None) -> None:
+def launch_training(
+    ws: Workspace, config: Any, experiment: str = "single", options: dict | None = None
+) -> int:
+    """Start a single run (job kind ``train``) or an experiment as a background job."""
+    if experiment == "single":
+        return jobs.launch(ws, "train", {"config": config.to_dict()})
+    params = {"config": config.to_dict(), "experiment": experiment, "options": options or {}}
+    return jobs.launch(ws, "experiment", params)
+
+
+def job_progress(ws: Workspace, job: dict[str, Any], *, key: str) -> dict[str, Any] | None:
+    """Status, overall progress (runs done + the current run's steps) and a Cancel button.
+
+    Returns the run that is training now (None before the first one starts).
+    """
+    st.info(job_status_line(job))
+    runs = ws.runs(job_id=job["id"])
+    run = runs[-1] if runs else None
+    progress = (run or {}).get("progress") or {}
+    step, steps, loss = progress.get("step"), progress.get("total_steps"), progress.get("loss")
+    within = progress_fraction(progress) or 0.0
+    job_progress_ = job.get("progress") or {}
+    n_runs, current = job_progress_.get("runs") or 1, job_progress_.get("run") or 1
+    overall = min(1.0, (current - 1 + within) / n_runs)
+    text = (
+        f"step {step}/{steps}" + (f" · loss {loss:.4f}" if loss is not None else "")
+        if steps
+        else "loading the model…"
+    )
+    if n_runs > 1:
+        text = f"run {current}/{n_runs} · {text}"
+    st.progress(overall, text=text)
+    if st.button("Cancel", key=f"cancel_{key}"):
+        jobs.cancel(ws, job["id"])
+        st.rerun()
+    return run
+
+
+def metrics_row(
+    metrics: dict[str, Any] | None,
+    *,
+    keys: tuple[str, ...] = ("accuracy", "precision", "recall", "f1", "roc_auc"),
+    against: dict[str, Any] | None = None,
+) -> None:
+    """One st.metric per key; with ``against``, the difference from it as a grey delta."""
     if not metrics:
         return
-    cols = st.columns(5)
-    for col, key in zip(cols, ("accuracy", "precision", "recall", "f1", "roc_auc"), strict=True):
+    for col, key in zip(st.columns(len(keys)), keys, strict=True):
         value = metrics.get(key)
-        col.metric(
-            key.replace("_", "-").upper() if key == "roc_auc" else key.capitalize(),
-            "—" if value is None else f"{value:.3f}",
+        other = (against or {}).get(key)
+        delta = (
+            f"{value - other:+.3f} vs test"
+            if value is not None and other is not None and against
+            else None
         )
+        col.metric(
+            METRIC_LABELS[key],
+            "—" if value is None else f"{value:.3f}",
+            delta,
+            delta_color="off",
+        )
+
+
+METRIC_LABELS = {
+    "accuracy": "Accuracy",
+    "precision": "Precision",
+    "recall": "Recall",
+    "f1": "F1",
+    "roc_auc": "ROC-AUC",
+}
+
+
+def run_metrics(run: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A run's (test, verified) metrics; runs recorded before the split have only the test."""
+    metrics = run.get("metrics") or {}
+    return metrics.get("test") or metrics, metrics.get("verified") or {}
+
+
+def run_title(run: dict[str, Any]) -> str:
+    data, config = run.get("data") or {}, run.get("config") or {}
+    technique = data.get("technique") or config.get("technique")
+    parts = [f"run {run['id']}", run.get("name") or ""]
+    if technique:
+        parts.append(technique)
+    return " · ".join(p for p in parts if p)
+
+
+def loss_figure(history: Any, *, color: str = "split", height: int = 320):
+    """Training loss per logging step and validation loss per evaluation, as lines."""
+    import plotly.express as px
+
+    from training.runs import history_frame
+
+    frame = history if hasattr(history, "columns") else history_frame(history)
+    dash = "split" if color != "split" else None
+    colours = {"train": "#1f77b4", "validation": "#ff7f0e"} if color == "split" else None
+    fig = px.line(
+        frame,
+        x="step",
+        y="loss",
+        color=color,
+        line_dash=dash,
+        color_discrete_map=colours,
+        color_discrete_sequence=px.colors.qualitative.D3,
+        markers=True,
+        hover_data=["epoch"],
+        labels={"step": "optimiser step", "split": ""},
+    )
+    fig.update_layout(
+        height=height,
+        margin=dict(l=0, r=0, t=10, b=0),
+        legend=dict(orientation="h", y=1.02, x=0, yanchor="bottom", title_text=""),
+    )
+    return fig
 
 
 def confusion_figure(metrics: dict[str, Any]):

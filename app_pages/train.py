@@ -1,125 +1,493 @@
-"""Train: fine-tune a classifier on the curated labels, as a background job with live progress."""
+"""Train: one run or an experiment in the background; a finished run's honest scores; try it.
+
+Settings come from one validated TrainingConfig (its error names the bad field). A run is
+scored on the test split and on the verified subset (test rows a reviewer confirmed or
+corrected), with a before/after table of a few test rows; the "Try it" box predicts one
+sentence with a finished run's model.
+"""
 
 from __future__ import annotations
 
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
 import pandas as pd
-import plotly.express as px
 import streamlit as st
 
 from app_pages.common import (
+    METRIC_LABELS,
+    TECHNIQUE_LABELS,
+    TRAIN_CONFIG_KEY,
     active_job,
     config_form,
     confusion_figure,
-    job_status_line,
+    job_progress,
+    launch_training,
+    loss_figure,
     metrics_row,
-    progress_fraction,
+    open_workspace,
     require_workspace,
+    run_metrics,
+    run_title,
 )
-from training import jobs
+from training.config import TrainingConfig
 from training.device import resolve_device, resolve_precision
+from training.experiments import (
+    DEFAULT_FRACTIONS,
+    DEFAULT_NOISE_RATES,
+    DEFAULT_SEED_COUNT,
+    DEFAULT_THRESHOLDS,
+    eval_ids,
+)
+from training.runs import (
+    METRICS,
+    confidence_column,
+    plan,
+    split_ids,
+    validation_split,
+    verified_ids,
+)
+
+MODES = {
+    "single": "Single run",
+    "data_size": "Data-size curve",
+    "label_quality": "Label quality",
+}
+FRACTION_CHOICES = (0.05, 0.1, 0.25, 0.5, 0.75, 1.0)
+NOISE_CHOICES = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5)
+THRESHOLD_CHOICES = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+# Rough training throughput (rows/s, batch 32, max length 64) on 2 CPU cores in bf16 when a
+# workspace has no run of its own to go by: full fine-tuning 77/s (README benchmark); LoRA and
+# the head alone scaled by what 300-row demo runs measured side by side on one shared core
+# (full ~30, LoRA 53, head 97 rows/s).
+CPU_TRAIN_ROWS_PER_SECOND = {"full": 75.0, "lora": 120.0, "head": 220.0}
+CPU_PREDICT_ROWS_PER_SECOND = 370.0
+GPU_SPEEDUP = 20.0
+RUN_OVERHEAD_SECONDS = 6.0  # load the model, save it, write the record
+# The settings that change which rows a plan picks (the plan cache's key; ~1 s per miss at 38k).
+PLAN_FIELDS = ("seed", "max_train_samples", "max_eval_samples", "validation_fraction")
+
+
+def pct(x: float) -> str:
+    return f"{x:.0%}"
+
+
+def experiment_options(mode: str, seed: int, has_confidence: bool) -> tuple[dict, str | None]:
+    """The widgets of an experiment's options; returns (runs.plan options, error)."""
+    if mode == "single":
+        return {}, None
+    cols = st.columns(3)
+    if mode == "data_size":
+        fractions = cols[0].multiselect(
+            "Fractions of the training rows",
+            FRACTION_CHOICES,
+            default=list(DEFAULT_FRACTIONS),
+            format_func=pct,
+            key="tr_fractions",
+            help="Nested subsets: each larger subset contains the smaller ones.",
+        )
+        n_seeds = cols[1].number_input(
+            "Seeds",
+            min_value=1,
+            max_value=10,
+            value=DEFAULT_SEED_COUNT,
+            key="tr_seeds",
+            help="Every seed draws its own nested subsets and trains with its own seed; the "
+            "chart shows the mean and the standard deviation over seeds.",
+        )
+        options = {
+            "fractions": sorted(fractions),
+            "seeds": list(range(seed, seed + int(n_seeds))),
+        }
+        return options, None if fractions else "Pick at least one fraction."
+    noise = cols[0].multiselect(
+        "Injected noise on the curated labels",
+        NOISE_CHOICES,
+        default=list(DEFAULT_NOISE_RATES),
+        format_func=pct,
+        key="tr_noise",
+        help="Share of training labels flipped to another class; 0% is the curated run.",
+    )
+    options: dict[str, Any] = {"noise_rates": sorted(noise)}
+    if has_confidence:
+        options["thresholds"] = sorted(
+            cols[1].multiselect(
+                "Confidence thresholds",
+                THRESHOLD_CHOICES,
+                default=list(DEFAULT_THRESHOLDS),
+                key="tr_thresholds",
+                help="Curated labels on the rows whose crowd confidence is at least this.",
+            )
+        )
+    n_seeds = cols[2].number_input("Seeds", min_value=1, max_value=10, value=1, key="tr_lq_seeds")
+    options["seeds"] = list(range(seed, seed + int(n_seeds)))
+    return options, None
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def plan_summary(
+    folder: str, label_version: int, experiment: str, config: dict, options: str
+) -> dict[str, Any]:
+    """What launching would run: rows per run and the shared evaluation rows (cached per
+    label version, since the plan reads every row)."""
+    ws = open_workspace(folder)
+    cfg = TrainingConfig.from_dict(config)
+    train, test = split_ids(ws)
+    train, validation, _ = validation_split(ws, train, config=cfg)
+    specs = plan(ws, experiment, config=cfg, train_ids=train, **json.loads(options))
+    return {
+        "train_rows": [len(s.train_ids) for s in specs],
+        "eval_rows": len(eval_ids(test, seed=cfg.seed, cap=cfg.max_eval_samples)),
+        "verified_rows": len(verified_ids(ws, test)),
+        "validation_rows": len(validation),
+    }
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def has_confidence_column(folder: str) -> bool:
+    """Whether the data has a numeric crowd-confidence column (metadata never changes)."""
+    return confidence_column(open_workspace(folder)) is not None
+
+
+def measured_speed(runs: list[dict[str, Any]], technique: str, device: str) -> float | None:
+    """Median training rows/s of this workspace's finished runs with the same technique."""
+    speeds = [
+        r["data"].get("train_samples_per_second")
+        for r in runs
+        if r["status"] == "done"
+        and r["data"].get("technique") == technique
+        and r["data"].get("device") == device
+        and r["data"].get("train_samples_per_second")
+    ]
+    return statistics.median(speeds) if speeds else None
+
+
+def estimate_seconds(summary: dict[str, Any], config: TrainingConfig, speed: float, gpu: bool):
+    """A rough duration: training rows x epochs at ``speed``, plus prediction and overhead."""
+    predict = CPU_PREDICT_ROWS_PER_SECOND * (GPU_SPEEDUP if gpu else 1.0)
+    scored = summary["eval_rows"] + summary["verified_rows"] + 16  # + before/after rows
+    total = 0.0
+    for rows in summary["train_rows"]:
+        steps = rows * config.epochs / (config.batch_size * config.gradient_accumulation_steps)
+        evaluations = config.epochs if config.eval_steps is None else steps / config.eval_steps
+        validation = summary["validation_rows"] * max(1.0, evaluations)
+        total += rows * config.epochs / speed + (scored + validation) / predict
+    return total + len(summary["train_rows"]) * RUN_OVERHEAD_SECONDS
+
+
+def duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{max(5, round(seconds / 5) * 5):.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
 
 st.title("Train")
 ws = require_workspace()
 counts = ws.counts()
+all_runs = ws.runs()
 
 st.markdown(
-    "Fine-tunes a transformer sequence classifier on the **curated labels** of the training "
-    f"split ({counts['train']:,} rows; excluded rows are left out) and evaluates it on the test "
-    f"split ({counts['test']:,} rows)."
+    "Fine-tunes a transformer classifier on the **curated labels** of the training split "
+    f"({counts['train']:,} rows; excluded rows are left out) and scores it on the test split "
+    f"({counts['test']:,} rows) and on the **verified subset**: the test rows a reviewer "
+    "confirmed or corrected."
 )
-with st.expander("Hyperparameters", expanded=False):
-    config, error = config_form("tr")
-    if error:
-        st.error(error)
-if config is not None:
+
+st.subheader("Settings")
+config, error = config_form("tr")
+if error:
+    st.error(error, icon=":material/error:")
+else:
+    st.session_state[TRAIN_CONFIG_KEY] = config.to_dict()
+
+st.subheader("What to run")
+mode = (
+    st.segmented_control(
+        "Launch",
+        list(MODES),
+        default="single",
+        format_func=MODES.get,
+        key="tr_mode",
+        label_visibility="collapsed",
+    )
+    or "single"
+)
+has_confidence = mode == "label_quality" and has_confidence_column(str(ws.folder))
+seed = config.seed if config is not None else 0
+options, option_error = experiment_options(mode, seed, has_confidence)
+if mode == "data_size":
+    st.caption(
+        "Every fraction is trained once per seed and every run is scored on the same test "
+        "rows; the Charts page draws the mean with a standard-deviation bar per size."
+    )
+elif mode == "label_quality":
+    extra = " and curated labels above each crowd-confidence threshold" if has_confidence else ""
+    st.caption(
+        "Original vs curated labels on the same rows, curated labels with injected noise"
+        f"{extra}; every run is scored on the same test rows (curated labels)."
+    )
+if option_error:
+    st.error(option_error)
+
+summary, plan_error = None, option_error
+if config is not None and not option_error:
+    try:
+        summary = plan_summary(
+            str(ws.folder),
+            ws.label_version(),
+            mode,
+            {k: getattr(config, k) for k in PLAN_FIELDS},
+            json.dumps(options, sort_keys=True),
+        )
+    except ValueError as exc:
+        plan_error = str(exc)
+        st.error(plan_error)
+if summary is not None:
     device = resolve_device(config.device)
     precision = resolve_precision(config.precision, device)
-    st.caption(
-        f"Runs on **{device}** in **{precision}**. On a CPU the defaults cap training at "
-        f"{config.max_train_samples or 'all'} rows × {config.epochs:g} epochs and evaluation at "
-        f"{config.max_eval_samples or 'all'} test rows so a run takes a minute or two (about 60–80 "
-        "training rows/s on 2 cores); on a GPU, clear the caps."
+    measured = measured_speed(all_runs, config.technique, device)
+    speed = measured or CPU_TRAIN_ROWS_PER_SECOND[config.technique] * (
+        GPU_SPEEDUP if device == "cuda" else 1.0
     )
+    seconds = estimate_seconds(summary, config, speed, device == "cuda")
+    rows = summary["train_rows"]
+    size = f"{rows[0]:,}" if min(rows) == max(rows) else f"{min(rows):,}–{max(rows):,}"
+    source = f"your runs here: {speed:.0f} rows/s" if measured else f"about {speed:.0f} rows/s"
+    n_runs = len(rows)
+    st.markdown(
+        f"**{n_runs} run{'s' if n_runs > 1 else ''}**, roughly **{duration(seconds)}** on "
+        f"{device} ({precision}; {source}) · {size} training rows × {config.epochs:g} epochs "
+        f"per run · scored on {summary['eval_rows']:,} test rows and "
+        f"{summary['verified_rows']:,} verified rows · {summary['validation_rows']:,} "
+        "validation rows."
+    )
+    if device == "cpu" and config.max_train_samples is None:
+        st.caption("No training-row cap on a CPU: this may take a long time.")
 
 
 @st.fragment(run_every=1.5)
 def job_panel() -> None:
     job = active_job(ws, ("train", "experiment"))
-    if job is None:
-        if st.button(
-            "Start training", type="primary", disabled=config is None, key="start_training"
-        ):
-            jobs.launch(ws, "train", {"config": config.to_dict()})
-            st.rerun()
-        last = next(iter(ws.jobs(kind="train")), None)
-        if last is not None and last["status"] == "failed":
-            st.error(f"The last training job failed: {last['error']}")
-        elif last is not None and last["status"] == "cancelled":
-            st.info(f"Training job {last['id']} was cancelled; the workspace is unchanged.")
+    if job is not None:
+        run = job_progress(ws, job, key="training")
+        history = (run or {}).get("history") or []
+        if history:
+            st.plotly_chart(loss_figure(history, height=250), width="stretch", key="live_loss")
         return
-    st.info(job_status_line(job))
-    runs = ws.runs(job_id=job["id"])
-    run = runs[-1] if runs else None
-    progress = (run or {}).get("progress") or {}
-    frac = progress_fraction(progress)
-    step, steps = progress.get("step"), progress.get("total_steps")
-    loss = progress.get("loss")
-    text = (
-        f"step {step}/{steps}" + (f" · loss {loss:.4f}" if loss is not None else "")
-        if steps
-        else "loading the model…"
-    )
-    st.progress(frac or 0.0, text=text)
-    if st.button("Cancel", key="cancel_training"):
-        jobs.cancel(ws, job["id"])
+    label = "Start training" if mode == "single" else f"Start the experiment ({MODES[mode]})"
+    blocked = config is None or summary is None or bool(plan_error)
+    if st.button(label, type="primary", disabled=blocked, key="start_training"):
+        launch_training(ws, config, mode, options)
         st.rerun()
-    history = (run or {}).get("history") or []
-    if history:
-        fig = px.line(pd.DataFrame(history), x="step", y="loss", markers=True)
-        fig.update_layout(height=250, margin=dict(l=0, r=0, t=10, b=0))
-        st.plotly_chart(fig, width="stretch", key="live_loss")
+    last = next(iter(ws.jobs(kind="train")), None)
+    last_exp = next(iter(ws.jobs(kind="experiment")), None)
+    if last_exp is not None and (last is None or last_exp["id"] > last["id"]):
+        last = last_exp
+    if last is not None and last["status"] == "failed":
+        st.error(f"The last training job failed: {last['error']}")
+    elif last is not None and last["status"] == "cancelled":
+        st.info(f"Job {last['id']} was cancelled; runs it finished are kept.")
 
 
 job_panel()
 
-st.subheader("Runs")
-runs = [r for r in ws.runs() if r["status"] != "running"]
-if not runs:
+# --------------------------------------------------------------------------- results
+
+st.subheader("Results")
+done = [r for r in reversed(all_runs) if r["status"] == "done"]
+if not done:
     st.caption("No finished runs yet.")
     st.stop()
-table = pd.DataFrame(
-    [
-        {
-            "run": r["id"],
-            "name": r["name"],
-            "status": r["status"],
-            "labels": r["data"].get("label_source"),
-            "train rows": r["data"].get("train_rows"),
-            "eval rows": r["data"].get("eval_rows"),
-            "accuracy": (r["metrics"] or {}).get("accuracy"),
-            "f1": (r["metrics"] or {}).get("f1"),
-            "roc_auc": (r["metrics"] or {}).get("roc_auc"),
-            "device": r["data"].get("device"),
-            "finished": (r["finished_at"] or "")[:19],
-        }
-        for r in reversed(runs)
-    ]
-)
-st.dataframe(table, hide_index=True, width="stretch")
-done = [r for r in reversed(runs) if r["status"] == "done"]
-if done:
-    choice = st.selectbox(
-        "Run details", [r["id"] for r in done], format_func=lambda i: f"run {i}", key="run_detail"
+
+
+def short_title(run_id: int) -> str:
+    run = next(r for r in done if r["id"] == run_id)
+    accuracy = run_metrics(run)[0].get("accuracy")
+    score = f" · accuracy {accuracy:.3f}" if isinstance(accuracy, float) else ""
+    return run_title(run) + score
+
+
+choice = st.selectbox("Run", [r["id"] for r in done], format_func=short_title, key="run_detail")
+run = ws.run(choice)
+test, verified = run_metrics(run)
+data, run_config = run["data"] or {}, run["config"] or {}
+
+HEADLINE = ("accuracy", "f1", "roc_auc")
+n_verified = int(verified.get("n") or 0)
+left, right = st.columns(2)
+with left:
+    st.markdown(f"**Full test split** · n = {test.get('n', data.get('eval_rows', 0)):,}")
+    metrics_row(test, keys=HEADLINE)
+with right:
+    st.markdown(f"**Verified subset** · n = {n_verified:,} (test rows a reviewer checked)")
+    if n_verified:
+        metrics_row(verified, keys=HEADLINE, against=test)
+        if n_verified < 30:
+            st.caption(f"Only {n_verified} verified rows: expect a wide spread.")
+    else:
+        st.caption(
+            "No verified test rows yet: confirm or correct some **test** rows on the Review "
+            "page, then train again, to score the model on labels a person checked."
+        )
+with st.expander("Every metric, side by side"):
+    st.dataframe(
+        pd.DataFrame(
+            {
+                "metric": [METRIC_LABELS[k] for k in METRICS],
+                f"full test split (n = {test.get('n', 0):,})": [test.get(k) for k in METRICS],
+                f"verified subset (n = {n_verified:,})": [verified.get(k) for k in METRICS],
+            }
+        ),
+        hide_index=True,
+        column_config={
+            c: st.column_config.NumberColumn(format="%.3f")
+            for c in (
+                f"full test split (n = {test.get('n', 0):,})",
+                f"verified subset (n = {n_verified:,})",
+            )
+        },
     )
-    run = ws.run(choice)
-    metrics_row(run["metrics"])
-    left, right = st.columns(2)
-    with left:
-        st.plotly_chart(confusion_figure(run["metrics"]), width="stretch", key="cm")
-    with right:
-        if run["history"]:
-            fig = px.line(pd.DataFrame(run["history"]), x="step", y="loss", markers=True)
-            fig.update_layout(height=320, margin=dict(l=0, r=0, t=10, b=0))
-            st.plotly_chart(fig, width="stretch", key="loss")
-    with st.expander("Config and data of this run"):
-        st.json({"config": run["config"], "data": run["data"], "model_dir": run["model_dir"]})
+
+facts = [
+    TECHNIQUE_LABELS.get(data.get("technique") or run_config.get("technique"), ""),
+    f"lr {data['learning_rate']:g}" if data.get("learning_rate") else "",
+    f"{data['train_rows']:,} training rows" if data.get("train_rows") else "",
+    f"{data['label_source']} labels" if data.get("label_source") else "",
+    f"{data['noise_rate']:.0%} noise" if data.get("noise_rate") else "",
+    f"{data['train_seconds']:.0f} s on {data.get('device')}" if data.get("train_seconds") else "",
+    "stopped early" if data.get("stopped_early") else "",
+]
+st.caption(" · ".join(f for f in facts if f))
+
+left, right = st.columns(2)
+with left:
+    target = test
+    if n_verified:
+        pick = st.segmented_control(
+            "Confusion matrix on",
+            ["test split", "verified subset"],
+            default="test split",
+            key="cm_subset",
+        )
+        target = verified if pick == "verified subset" else test
+    if target.get("confusion_matrix"):
+        st.plotly_chart(confusion_figure(target), width="stretch", key="cm")
+with right:
+    if run["history"]:
+        st.markdown("**Loss** (training per logging step, validation per evaluation)")
+        st.plotly_chart(loss_figure(run["history"]), width="stretch", key="loss")
+
+examples = (run["metrics"] or {}).get("examples") or {}
+if examples.get("rows"):
+    st.markdown("**Before and after fine-tuning** (a fixed sample of test rows)")
+
+    def said(p: dict[str, Any]) -> str:
+        return f"{p['label']} ({p['prob']:.2f})"
+
+    def spread(p: dict[str, Any]) -> str:
+        return " · ".join(f"{k} {v:.2f}" for k, v in p["probs"].items())
+
+    table = pd.DataFrame(
+        [
+            {
+                "text": r["text"],
+                "label": r["label"],
+                "base model": said(r["before"]),
+                "fine-tuned": said(r["after"]),
+                "correct": r["after"]["label"] == r["label"],
+                "fine-tuned probabilities": spread(r["after"]),
+                "base probabilities": spread(r["before"]),
+            }
+            for r in examples["rows"]
+        ]
+    )
+    st.dataframe(
+        table,
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "text": st.column_config.TextColumn(width="medium"),
+            "correct": st.column_config.CheckboxColumn(
+                width="small", help="The fine-tuned prediction matches the label."
+            ),
+        },
+        key="before_after",
+    )
+    st.caption(examples.get("note", ""))
+
+with st.expander("Config and data version of this run"):
+    st.json({"config": run_config, "data": data, "model_dir": run["model_dir"]})
+
+# --------------------------------------------------------------------------- try it
+
+
+@st.cache_resource(show_spinner="Loading the model…", max_entries=2)
+def load_model(model_dir: str):
+    """A finished run's classifier and tokenizer, loaded once per server (CPU, eval mode)."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
+    return model, tokenizer
+
+
+def classify(model_dir: str, text: str, max_length: int) -> pd.Series:
+    """Class probabilities of one sentence (one forward pass: fine in the script thread)."""
+    from training.finetune import _predict_core
+
+    model, tokenizer = load_model(model_dir)
+    probs = _predict_core(
+        model, tokenizer, [text], batch_size=1, max_length=max_length, precision="fp32"
+    )[0]
+    names = [model.config.id2label[i] for i in range(len(probs))]
+    return pd.Series(probs, index=names, name="probability")
+
+
+st.subheader("Try it")
+usable = [r for r in done if r.get("model_dir") and (Path(r["model_dir"]) / "config.json").exists()]
+if not usable:
+    st.caption("No saved model yet: finished runs keep theirs in the workspace's runs/ folder.")
+    st.stop()
+left, right = st.columns([3, 2])
+with left:
+    sentence = st.text_area(
+        "Sentence",
+        key="try_text",
+        placeholder="Type a sentence, e.g. the delivery was late again",
+        height=90,
+    )
+    model_run = st.selectbox(
+        "Model",
+        [r["id"] for r in usable],
+        format_func=lambda i: run_title(next(r for r in usable if r["id"] == i)),
+        key="try_run",
+    )
+with right:
+    if sentence.strip():
+        chosen = next(r for r in usable if r["id"] == model_run)
+        length = int((chosen["config"] or {}).get("max_length") or 64)
+        probs = classify(chosen["model_dir"], sentence, length)
+        st.metric(
+            "Predicted label",
+            str(probs.idxmax()),
+            f"{probs.max():.1%} probability",
+            delta_color="off",
+            delta_arrow="off",
+        )
+        st.dataframe(
+            probs.rename_axis("label").reset_index(),
+            hide_index=True,
+            width="stretch",
+            column_config={
+                "probability": st.column_config.ProgressColumn(
+                    "probability", min_value=0.0, max_value=1.0, format="%.3f"
+                )
+            },
+            key="try_probs",
+        )
+    else:
+        st.caption("The label and every class's probability appear here.")

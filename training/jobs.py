@@ -247,6 +247,8 @@ def _dispatch(ws, kind, params, job_id, progress, should_stop) -> dict[str, Any]
         settings = EncoderSettings(**params.get("encoder", {}))
         aid = analyze_workspace(
             ws,
+            method=params.get("method"),
+            method_options=params.get("method_options"),
             settings=settings,
             n_folds=int(params.get("n_folds", 5)),
             seed=int(params.get("seed", 0)),

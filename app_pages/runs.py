@@ -1,0 +1,279 @@
+"""Run history: every run with its config, data version, scores and status; compare runs.
+
+Pick two or more runs to overlay their loss curves, see their metrics with the differences
+from the first one picked, and see which settings and data differ between them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+from app_pages.common import (
+    METRIC_LABELS,
+    TECHNIQUE_LABELS,
+    require_workspace,
+    run_metrics,
+    run_title,
+)
+from training.config import DEFAULT_LEARNING_RATES
+from training.runs import METRICS, history_frame
+
+# The data version and training facts a comparison shows next to the config.
+DATA_KEYS = (
+    "experiment",
+    "series",
+    "x",
+    "label_source",
+    "noise_rate",
+    "noise_flipped",
+    "label_version",
+    "train_rows",
+    "train_ids_hash",
+    "eval_rows",
+    "eval_ids_hash",
+    "verified_rows",
+    "validation_rows",
+    "validation_source",
+    "device",
+    "precision",
+    "trainable_parameters",
+    "train_seconds",
+    "epochs_completed",
+    "stopped_early",
+    "best_validation_loss",
+)
+DIFF_COLOR = "background-color: rgba(255, 196, 0, 0.25)"
+
+
+def learning_rate(run: dict[str, Any]) -> float | None:
+    data, config = run.get("data") or {}, run.get("config") or {}
+    if data.get("learning_rate"):
+        return data["learning_rate"]
+    if config.get("learning_rate"):
+        return config["learning_rate"]
+    return DEFAULT_LEARNING_RATES.get(config.get("technique", ""))
+
+
+def history_row(run: dict[str, Any]) -> dict[str, Any]:
+    """One row of the history table: config, data version, metrics (test + verified), status."""
+    data, config = run.get("data") or {}, run.get("config") or {}
+    test, verified = run_metrics(run)
+    return {
+        "run": run["id"],
+        "status": run["status"],
+        "name": run.get("name"),
+        "job": run.get("job_id"),
+        "technique": data.get("technique") or config.get("technique"),
+        "learning rate": learning_rate(run),
+        "epochs": config.get("epochs"),
+        "batch": config.get("batch_size"),
+        "max length": config.get("max_length"),
+        "seed": data.get("seed", config.get("seed")),
+        "labels": data.get("label_source"),
+        "noise": data.get("noise_rate"),
+        "train rows": data.get("train_rows"),
+        "label version": data.get("label_version"),
+        "train ids": data.get("train_ids_hash"),
+        "test rows": test.get("n", data.get("eval_rows")),
+        "accuracy": test.get("accuracy"),
+        "F1": test.get("f1"),
+        "verified accuracy": verified.get("accuracy"),
+        "verified F1": verified.get("f1"),
+        "verified n": verified.get("n"),
+        "train s": data.get("train_seconds"),
+        "device": data.get("device"),
+        "finished": (run.get("finished_at") or "")[:19].replace("T", " "),
+    }
+
+
+def metrics_table(runs: list[dict[str, Any]]) -> pd.DataFrame:
+    """Metrics per run (test and verified), with each later run's difference from the first."""
+    rows = []
+    for subset in ("test", "verified"):
+        for metric in (*METRICS, "n"):
+            row = {"metric": f"{METRIC_LABELS.get(metric, 'rows (n)')} · {subset}"}
+            for run in runs:
+                value = run_metrics(run)[0 if subset == "test" else 1].get(metric)
+                row[f"run {run['id']}"] = float(value) if value is not None else None
+            rows.append(row)
+    table = pd.DataFrame(rows)
+    first = f"run {runs[0]['id']}"
+    for run in runs[1:]:
+        name = f"run {run['id']}"
+        table[f"Δ {name} − {first}"] = table[name] - table[first]
+    return table
+
+
+def plain(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, dict | list):
+        return str(value)
+    return str(value)
+
+
+def settings_table(runs: list[dict[str, Any]]) -> pd.DataFrame:
+    """Config and data version side by side, one column per run, and whether they differ."""
+    config_keys = list(dict.fromkeys(k for r in runs for k in (r.get("config") or {})))
+    rows = []
+    for section, keys in (("config", config_keys), ("data", DATA_KEYS)):
+        for key in keys:
+            values = [plain((r.get(section) or {}).get(key)) for r in runs]
+            if (section, key) == ("config", "learning_rate"):
+                # None means the technique's default: show the rate the run used.
+                values = [
+                    v if v != "—" else f"{plain(learning_rate(r))} (default)"
+                    for r, v in zip(runs, values, strict=True)
+                ]
+            if section == "data" and all(v == "—" for v in values):
+                continue
+            row = {"setting": key, "of": section}
+            row.update({f"run {r['id']}": v for r, v in zip(runs, values, strict=True)})
+            row["differs"] = len(set(values)) > 1
+            rows.append(row)
+    table = pd.DataFrame(rows)
+    # What differs first (a stable sort keeps the config's own order within each group).
+    return table.sort_values("differs", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def loss_curves(runs: list[dict[str, Any]]):
+    frames = []
+    for run in runs:
+        frame = history_frame(run.get("history"))
+        if not frame.empty:
+            frames.append(frame.assign(run=f"run {run['id']}"))
+    if not frames:
+        return None
+    fig = px.line(
+        pd.concat(frames, ignore_index=True),
+        x="step",
+        y="loss",
+        color="run",
+        line_dash="split",
+        color_discrete_sequence=px.colors.qualitative.D3,
+        markers=True,
+        hover_data=["epoch"],
+        labels={"step": "optimiser step", "split": ""},
+    )
+    fig.update_layout(
+        height=360,
+        margin=dict(l=0, r=0, t=10, b=0),
+        legend=dict(orientation="h", y=1.02, x=0, yanchor="bottom", title_text=""),
+    )
+    return fig
+
+
+def signed(value: Any) -> str:
+    return "" if pd.isna(value) else f"{value:+.3f}"
+
+
+def colour_delta(value: Any) -> str:
+    if pd.isna(value) or abs(value) < 5e-4:
+        return ""
+    return "color: #1a7f37" if value > 0 else "color: #cf222e"
+
+
+st.title("Run history")
+ws = require_workspace()
+runs = list(reversed(ws.runs()))
+if not runs:
+    st.info("No runs yet: start one on the **Train** page.")
+    st.page_link("app_pages/train.py", label="Go to Train", icon=":material/model_training:")
+    st.stop()
+
+table = pd.DataFrame([history_row(r) for r in runs])
+left, middle, right = st.columns(3)
+statuses = left.multiselect("Status", sorted(table["status"].unique()), key="runs_status")
+techniques = middle.multiselect(
+    "Technique",
+    sorted(table["technique"].dropna().unique()),
+    format_func=lambda t: TECHNIQUE_LABELS.get(t, t),
+    key="runs_technique",
+)
+jobs_picked = right.multiselect(
+    "Job", sorted(table["job"].dropna().astype(int).unique())[::-1], key="runs_job"
+)
+shown = table
+if statuses:
+    shown = shown[shown["status"].isin(statuses)]
+if techniques:
+    shown = shown[shown["technique"].isin(techniques)]
+if jobs_picked:
+    shown = shown[shown["job"].isin(jobs_picked)]
+st.dataframe(
+    shown,
+    hide_index=True,
+    width="stretch",
+    column_config={
+        "learning rate": st.column_config.NumberColumn(format="%g"),
+        "noise": st.column_config.NumberColumn(format="percent"),
+        "accuracy": st.column_config.NumberColumn(format="%.3f"),
+        "F1": st.column_config.NumberColumn(format="%.3f"),
+        "verified accuracy": st.column_config.NumberColumn(format="%.3f"),
+        "verified F1": st.column_config.NumberColumn(format="%.3f"),
+        "train s": st.column_config.NumberColumn(format="%.0f"),
+        "name": st.column_config.TextColumn(width="medium"),
+    },
+    key="runs_table",
+)
+st.caption(
+    f"{len(shown):,} of {len(table):,} runs. Data version: label source, injected noise, "
+    "training rows, the label version (last label event when the run started) and a "
+    "fingerprint of the training row ids."
+)
+
+st.subheader("Compare runs")
+by_id = {r["id"]: r for r in runs}
+finished = [r["id"] for r in runs if r["status"] == "done"]
+picked = st.multiselect(
+    "Runs to compare (the first one is the reference)",
+    [r["id"] for r in runs],
+    default=finished[:2][::-1] if len(finished) >= 2 else None,
+    format_func=lambda i: run_title(by_id[i]),
+    key="compare_runs",
+)
+if len(picked) < 2:
+    st.caption("Pick two or more runs.")
+    st.stop()
+chosen = [by_id[i] for i in picked]
+
+figure = loss_curves(chosen)
+if figure is not None:
+    st.markdown("**Loss curves** (solid: training, dashed: validation)")
+    st.plotly_chart(figure, width="stretch", key="compare_loss")
+
+st.markdown(f"**Metrics**, with the difference from run {picked[0]}")
+metrics = metrics_table(chosen)
+deltas = [c for c in metrics.columns if c.startswith("Δ")]
+values = [c for c in metrics.columns if c.startswith("run ")]
+counts = metrics["metric"].str.startswith("rows").to_numpy()
+styled = (
+    metrics.style.format("{:.3f}", subset=(~counts, values), na_rep="—")
+    .format(signed, subset=(~counts, deltas))
+    .format("{:,.0f}", subset=(counts, values), na_rep="—")
+    .format(lambda v: "" if pd.isna(v) else f"{v:+,.0f}", subset=(counts, deltas))
+    .map(colour_delta, subset=(~counts, deltas))
+)
+# Tall enough for every row: the verified rows must not hide below a scroll.
+height = 35 * (len(metrics) + 1) + 3
+st.dataframe(styled, hide_index=True, width="stretch", height=height, key="compare_metrics")
+
+st.markdown("**Settings and data version** (what differs is highlighted)")
+settings = settings_table(chosen)
+only = st.toggle("Only what differs", key="compare_only_diff")
+if only:
+    settings = settings[settings["differs"]]
+styled = settings.style.apply(lambda row: [DIFF_COLOR if row["differs"] else ""] * len(row), axis=1)
+st.dataframe(
+    styled,
+    hide_index=True,
+    width="stretch",
+    column_config={"differs": st.column_config.CheckboxColumn(width="small")},
+    key="compare_settings",
+)
