@@ -428,19 +428,17 @@ with st.expander("Config and data version of this run"):
 @st.cache_resource(show_spinner="Loading the model…", max_entries=2)
 def load_model(model_dir: str):
     """A finished run's classifier and tokenizer, loaded once per server (CPU, eval mode)."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from training.finetune import load_for_inference
 
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
-    return model, tokenizer
+    return load_for_inference(model_dir, device="cpu")
 
 
 def classify(model_dir: str, text: str, max_length: int) -> pd.Series:
     """Class probabilities of one sentence (one forward pass: fine in the script thread)."""
-    from training.finetune import _predict_core
+    from training.finetune import predict_loaded
 
     model, tokenizer = load_model(model_dir)
-    probs = _predict_core(
+    probs = predict_loaded(
         model, tokenizer, [text], batch_size=1, max_length=max_length, precision="fp32"
     )[0]
     names = [model.config.id2label[i] for i in range(len(probs))]

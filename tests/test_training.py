@@ -309,15 +309,9 @@ def test_early_stopping_restores_the_best_validation_loss(tmp_path):
     assert not (tmp_path / "trainer").exists()  # checkpoints only lived during the run
 
 
-def test_early_stopping_without_validation_rows_is_refused(tmp_path):
-    with pytest.raises(ValueError, match="early_stopping_patience=2 needs validation rows"):
-        fine_tune(
-            TEXTS,
-            LABELS,
-            label_names=NAMES,
-            config=tiny_config(early_stopping_patience=2, validation_fraction=0),
-            output_dir=tmp_path,
-        )
+def test_early_stopping_without_validation_rows_is_refused_before_any_model_loads():
+    with pytest.raises(ValueError, match="early_stopping_patience needs validation rows"):
+        tiny_config(early_stopping_patience=2, validation_fraction=0)
 
 
 @pytest.mark.parametrize("tracker", ["mlflow", "wandb"])

@@ -215,6 +215,11 @@ class TrainingConfig:
                 f"{self.early_stopping_patience!r}); e.g. 2, or 0 to turn early stopping off."
             )
         self.early_stopping_patience = int(patience)
+        if self.early_stopping_patience and self.validation_fraction == 0:
+            raise ValueError(
+                "early_stopping_patience needs validation rows: set validation_fraction > 0 "
+                "(e.g. 0.15), or early_stopping_patience to 0."
+            )
         if self.eval_steps is not None:
             self.eval_steps = _positive_int(
                 "eval_steps", self.eval_steps, "or None to evaluate once per epoch"

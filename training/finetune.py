@@ -559,8 +559,10 @@ def _progress_callback(
             if _stop_everywhere(should_stop, args):
                 self.cancelled = True
                 control.should_training_stop = True
-            if control.should_training_stop:
-                # Log the last step too, so history and progress end with the final loss.
+            if self.cancelled:
+                # A cancelled run logs where it stopped. A finished run does not force a last
+                # log: the loss averaged over the few steps since the previous log is one
+                # noisy batch that reads as a spike or a dip at the end of the curve.
                 control.should_log = True
             if not control.should_log:
                 self._emit(state)
@@ -686,6 +688,44 @@ def predict_proba(
     model = model.to(device).eval()
     return _predict_core(
         model, tokenizer, texts, batch_size=batch_size, max_length=max_length, precision=precision
+    )
+
+
+def load_for_inference(model_dir: str | Path, *, device: str = "cpu") -> tuple[Any, Any]:
+    """``(model, tokenizer)`` of a classifier folder saved by :func:`fine_tune`, in eval mode on
+    ``device``: load once, then call :func:`predict_loaded` per request (the UI's "try it")."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    folder = Path(model_dir)
+    if (folder / MODEL_SUBDIR / "config.json").exists():
+        folder = folder / MODEL_SUBDIR
+    if not (folder / "config.json").exists():
+        raise ValueError(
+            f"{model_dir} holds no saved classifier (no config.json); train one first "
+            "(Train page or `cli.py train ... --out DIR`)."
+        )
+    model = AutoModelForSequenceClassification.from_pretrained(folder).to(device).eval()
+    return model, AutoTokenizer.from_pretrained(folder)
+
+
+def predict_loaded(
+    model: Any,
+    tokenizer: Any,
+    texts: Sequence[str],
+    *,
+    batch_size: int = 64,
+    max_length: int = 64,
+    precision: str = "fp32",
+) -> np.ndarray:
+    """Class probabilities ``(n, K)`` from an already loaded classifier (see
+    :func:`load_for_inference`); batches are length-sorted, so padding stays small."""
+    return _predict_core(
+        model,
+        tokenizer,
+        list(texts),
+        batch_size=batch_size,
+        max_length=max_length,
+        precision=precision,
     )
 
 

@@ -210,22 +210,22 @@ def execute_run(
         # The history goes along so the Train page can draw the loss curve while it trains.
         ws.update_run(run_id, progress=info, history=history)
 
-    with _run_folder(ws, run_id) as out:
-        if len(flipped):
-            noise = {
-                "noise_rate": spec.noise_rate,
-                "flipped_ids": np.asarray(spec.train_ids)[flipped].tolist(),
-            }
-            (out / "noise.json").write_text(json.dumps(noise))
-        validation = {}
-        if validation_rows:
-            val = rows.loc[validation_rows]
-            validation = dict(
-                validation_texts=val["text"].tolist(),
-                validation_labels=np.array([index[v] for v in val[label_col]]),
-            )
-        test = rows.loc[scored]
-        try:
+    try:
+        with _run_folder(ws, run_id) as out:
+            if len(flipped):
+                noise = {
+                    "noise_rate": spec.noise_rate,
+                    "flipped_ids": np.asarray(spec.train_ids)[flipped].tolist(),
+                }
+                (out / "noise.json").write_text(json.dumps(noise))
+            validation = {}
+            if validation_rows:
+                val = rows.loc[validation_rows]
+                validation = dict(
+                    validation_texts=val["text"].tolist(),
+                    validation_labels=np.array([index[v] for v in val[label_col]]),
+                )
+            test = rows.loc[scored]
             result = fine_tune(
                 rows.loc[spec.train_ids, "text"].tolist(),
                 y_train,
@@ -240,34 +240,36 @@ def execute_run(
                 tracking_dir=ws.folder / "tracking",
                 **validation,
             )
-        except BaseException as exc:
+        if result.cancelled:
             if main:
-                ws.update_run(
-                    run_id, status="failed", history=history, progress={"error": str(exc)}
-                )
-            raise
-    if result.cancelled:
+                ws.update_run(run_id, status="cancelled", history=result.history or history)
+            raise RunCancelled()
+        if not main:
+            return -1
+        metrics = _evaluation(result, rows, names, eval_rows, verified_rows, probe_rows, scored)
+        out = ws.run_dir(run_id)
+        (out / EVALUATION_FILE).write_text(json.dumps(metrics, indent=2))
+        (out / METRICS_FILE).write_text(json.dumps(metrics["test"], indent=2))
+        data.update(
+            {k: v for k, v in result.summary().items() if k in RESULT_KEYS},
+            validation_rows=result.validation_samples,
+        )
+        ws.update_run(
+            run_id,
+            status="done",
+            metrics=metrics,
+            history=result.history or history,
+            model_dir=str(result.model_dir),
+            data=data,
+        )
+    except RunCancelled:
+        raise
+    except BaseException as exc:
+        # Whatever fails after the run was recorded (data prep, training, evaluation), the run
+        # must not stay "running" forever.
         if main:
-            ws.update_run(run_id, status="cancelled", history=result.history or history)
-        raise RunCancelled()
-    if not main:
-        return -1
-    metrics = _evaluation(result, rows, names, eval_rows, verified_rows, probe_rows, scored)
-    out = ws.run_dir(run_id)
-    (out / EVALUATION_FILE).write_text(json.dumps(metrics, indent=2))
-    (out / METRICS_FILE).write_text(json.dumps(metrics["test"], indent=2))
-    data.update(
-        {k: v for k, v in result.summary().items() if k in RESULT_KEYS},
-        validation_rows=result.validation_samples,
-    )
-    ws.update_run(
-        run_id,
-        status="done",
-        metrics=metrics,
-        history=result.history or history,
-        model_dir=str(result.model_dir),
-        data=data,
-    )
+            ws.update_run(run_id, status="failed", history=history, progress={"error": str(exc)})
+        raise
     return run_id
 
 
