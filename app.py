@@ -18,11 +18,13 @@ st.set_page_config(page_title="Second Look", page_icon=":material/search:", layo
 pages = [
     st.Page("app_pages/data.py", title="Data", icon=":material/upload_file:", default=True),
     st.Page("app_pages/issues.py", title="Predictions & flags", icon=":material/flag:"),
+    st.Page("app_pages/health.py", title="Dataset health", icon=":material/monitor_heart:"),
     st.Page("app_pages/review.py", title="Review", icon=":material/rate_review:"),
     st.Page("app_pages/reviewers.py", title="Reviewers", icon=":material/groups:"),
     st.Page("app_pages/audit.py", title="Audit log", icon=":material/history:"),
     st.Page("app_pages/train.py", title="Train", icon=":material/model_training:"),
     st.Page("app_pages/charts.py", title="Charts", icon=":material/show_chart:"),
+    st.Page("app_pages/runs.py", title="Run history", icon=":material/history_edu:"),
     st.Page("app_pages/export.py", title="Export", icon=":material/download:"),
 ]
 page = st.navigation(pages)

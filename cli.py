@@ -76,9 +76,13 @@ def _load(path: str, args: argparse.Namespace, *, split_column: str | None = Non
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from curation.pipeline import analyze_frame
+    from curation.methods import METHODS, estimate_seconds
+    from curation.pipeline import analyze
     from curation.probs import EncoderSettings
+    from training.device import resolve_device
 
+    if args.method is not None and args.method not in METHODS:
+        raise CliError(f"Unknown --method {args.method!r}; valid: {', '.join(METHODS)}.")
     prepared = _load(args.data, args)
     frame = prepared.frame
     settings = EncoderSettings(
@@ -87,23 +91,30 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         precision=args.precision,
     )
+    from curation.methods import DEFAULT_METHOD
+
+    method = args.method or DEFAULT_METHOD
+    estimate = estimate_seconds(method, len(frame), device=resolve_device("auto"))
     _say(
         f"analyze: {len(frame):,} rows, {len(prepared.label_names)} classes; "
-        f"{settings.describe()}; {args.folds}-fold logistic regression"
+        f"{settings.describe()}; {args.folds}-fold {method}; about {estimate:,.0f} s"
+        " after embedding"
     )
     cache = None
     if args.cache:
         cache = _FileCache(Path(args.cache))
-    scores, timings = analyze_frame(
+    result = analyze(
         frame["text"].tolist(),
         frame["label"].tolist(),
         label_names=prepared.label_names,
+        method=method,
         settings=settings,
         n_folds=args.folds,
         seed=args.seed,
         cache=cache,
         progress=_progress_printer("analyze"),
     )
+    scores, timings = result.rows, result.summary["timings"]
     out = scores.assign(id=frame["ext_id"].to_numpy(), text=frame["text"].to_numpy())
     out = out.rename(columns={"label_score": "label_quality"})[
         [
@@ -114,6 +125,10 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             "predicted_prob",
             "label_quality",
             "is_label_issue",
+            "is_outlier",
+            "outlier_score",
+            "dup_group",
+            "dup_conflict",
         ]
     ]
     from data.export import export_frame
@@ -427,6 +442,11 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--max-length", type=int, default=64)
     a.add_argument("--batch-size", type=int, default=64)
     a.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+    a.add_argument(
+        "--method",
+        help="where the out-of-sample probabilities come from (default: the measured best "
+        "CPU method; see README 'Which method when')",
+    )
     a.add_argument("--folds", type=int, default=5)
     a.add_argument("--seed", type=int, default=0)
     a.add_argument("--cache", help="folder to cache embeddings between runs")

@@ -7,13 +7,39 @@ import plotly.express as px
 import streamlit as st
 
 from app_pages.common import active_job, job_status_line, progress_fraction, require_workspace
+from curation.methods import DEFAULT_METHOD, METHOD_HELP, METHODS, estimate_seconds
 from curation.probs import EncoderSettings
 from training import jobs
+from training.device import resolve_device
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
 
 st.title("Predictions & flags")
 ws = require_workspace()
 
 with st.expander("Analysis settings", expanded=ws.latest_analysis() is None):
+    method = st.radio(
+        "Where the predicted probabilities come from",
+        METHODS,
+        index=METHODS.index(DEFAULT_METHOD),
+        format_func=lambda m: f"{m}{' (default)' if m == DEFAULT_METHOD else ''}",
+        captions=[METHOD_HELP.get(m, "") for m in METHODS],
+        horizontal=True,
+        key="an_method",
+    )
+    device = resolve_device("auto")
+    seconds = estimate_seconds(method, ws.counts()["n"], device=device)
+    st.caption(
+        f"Estimated time on this machine ({device}) for {ws.counts()['n']:,} rows: "
+        f"about {_duration(seconds)} (a first analysis also embeds every text once)."
+    )
     c1, c2, c3 = st.columns(3)
     model = c1.text_input(
         "Encoder",
@@ -35,8 +61,9 @@ with st.expander("Analysis settings", expanded=ws.latest_analysis() is None):
     settings = EncoderSettings(model=model.strip(), max_length=int(max_length), precision=precision)
     st.caption(
         f"Out-of-sample probabilities: {settings.describe()}, then {n_folds}-fold "
-        "logistic regression; cleanlab scores each label. Embeddings are cached per text, so "
-        "a re-analysis after relabeling only refits the classifier (seconds)."
+        f"cross-validation ({method}); cleanlab scores each label and Datalab looks for "
+        "outliers and near-duplicates. Embeddings and the neighbour graph are cached, so a "
+        "re-analysis after relabeling only refits the classifier."
     )
 
 
@@ -60,7 +87,14 @@ def analysis_panel() -> None:
         label, type="primary" if (stale or not latest) else "secondary", key="run_analysis"
     ):
         jobs.launch(
-            ws, "analyze", {"encoder": settings.__dict__, "n_folds": int(n_folds), "seed": 0}
+            ws,
+            "analyze",
+            {
+                "encoder": settings.__dict__,
+                "method": method,
+                "n_folds": int(n_folds),
+                "seed": 0,
+            },
         )
         st.rerun(scope="app")
     last_job = next(iter(ws.jobs(kind="analyze")), None)
@@ -113,7 +147,8 @@ cols[3].metric(
     help="Share of rows whose out-of-sample prediction equals the given label.",
 )
 st.caption(
-    f"Analysis {latest['id']} at {latest['created_at'][:19]} UTC on label version "
+    f"Analysis {latest['id']} ({summary.get('method', latest['method'])}) at "
+    f"{latest['created_at'][:19]} UTC on label version "
     f"{latest['label_version']} · {summary.get('encoder', '')} · embed "
     f"{timings.get('embed_seconds', '?')} s, fit {timings.get('fit_seconds', '?')} s, "
     f"cleanlab {timings.get('score_seconds', '?')} s"

@@ -54,6 +54,15 @@ def filter_bar() -> None:
             ),
             ("Flags", ["flagged", "not flagged", ANY], "rv_flagged", 140, None),
             ("Prediction vs label", [ANY, "disagree", "agree"], "rv_disagree", 170, None),
+            (
+                "Issue type",
+                [ANY, "outliers", "near-duplicates", "conflicting duplicates"],
+                "rv_issue",
+                190,
+                "Other issues the analysis found: outliers (far from every other text) and "
+                "near-duplicate groups; 'conflicting' = a group whose texts carry different "
+                "labels. See Dataset health for the groups side by side.",
+            ),
             ("Current label", [ANY, *names], "rv_label", 150, None),
             ("Reviewed", [ANY, "not reviewed", "reviewed"], "rv_reviewed", 150, None),
             ("Split", [ANY, "train", "test", "validation"], "rv_split", 120, None),
@@ -93,6 +102,7 @@ def queue_filters() -> dict[str, Any]:
     label = st.session_state.get("rv_label", ANY)
     split = st.session_state.get("rv_split", ANY)
     mine = st.session_state.get("rv_queue") == "my queue" and reviewer()
+    issue = st.session_state.get("rv_issue", ANY) if latest else ANY
     return {
         "flagged": tri("rv_flagged", "flagged", "not flagged") if latest else None,
         "disagrees": tri("rv_disagree", "disagree", "agree") if latest else None,
@@ -101,6 +111,9 @@ def queue_filters() -> dict[str, Any]:
         "split": None if split == ANY else split,
         "search": st.session_state.get("rv_search") or None,
         "conflict": True if st.session_state.get("rv_conflict") == "conflicting" else None,
+        "outlier": True if issue == "outliers" else None,
+        "duplicate": True if issue == "near-duplicates" else None,
+        "dup_conflict": True if issue == "conflicting duplicates" else None,
         "encoding_fixed": True if st.session_state.get("rv_encoding") == "encoding fixed" else None,
         "for_reviewer": reviewer() if mine else None,
         "order": ORDERS.get(st.session_state.get("rv_order", ""), "quality"),
@@ -201,6 +214,71 @@ def metrics_row(item: Any) -> None:
         status = "conflict"
     who_when = f" by {item['reviewer']}" if item["reviewer"] else None
     cols[4].metric("Status", status, who_when, delta_color="off", delta_arrow="off")
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def explanation(folder: str, sample_id: int, analysis_id: int, label_version: int) -> dict:
+    """What the card shows to explain a flag; cached per sample, analysis and label version
+    (neighbours are shown with their *current* labels)."""
+    near = ws.neighbours(sample_id, k=5)
+    result = ws.result_for(sample_id, analysis_id)
+    annotators = (latest["summary"] or {}).get("annotators") and ws.info().get("annotator_columns")
+    votes = {}
+    if annotators:
+        meta = ws.sample(sample_id)["meta"]
+        votes = {a: meta.get(a) for a in annotators if meta.get(a) not in (None, "")}
+    return {"near": near, "result": result, "votes": votes}
+
+
+def explain(item: Any) -> None:
+    """Why this row is (or is not) flagged: the model's view, other issue types, the
+    annotators and the nearest labeled neighbours."""
+    if latest is None or not isinstance(item["predicted_label"], str):
+        return
+    info = explanation(str(ws.folder), int(item["sample_id"]), latest["id"], ws.label_version())
+    result = info["result"]
+    notes = []
+    if item["is_label_issue"]:
+        notes.append(
+            f"cleanlab flags the label: the model gives '{item['label']}' only "
+            f"p = {result.get('given_prob', float('nan')):.2f} and predicts "
+            f"'{item['predicted_label']}' at p = {item['predicted_prob']:.2f}"
+        )
+    if item["is_outlier"]:
+        notes.append("an **outlier**: far from every other text in embedding space")
+    if item["dup_group"] is not None and item["dup_group"] == item["dup_group"]:
+        kind = "with **conflicting labels**" if item["dup_conflict"] else "same labels"
+        notes.append(f"in near-duplicate group {int(item['dup_group'])} ({kind})")
+    if result.get("consensus_label"):
+        notes.append(
+            f"annotators' consensus (CROWDLAB): '{result['consensus_label']}', quality "
+            f"{result.get('consensus_quality') or 0:.2f}"
+        )
+    if notes:
+        st.markdown("**Why it is here:** " + "; ".join(notes) + ".")
+    if info["votes"]:
+        st.text("Annotators: " + ", ".join(f"{a}: {v}" for a, v in info["votes"].items()))
+    near = info["near"]
+    if len(near):
+        agree = int((near["label"] == item["label"]).sum())
+        st.caption(
+            f"Nearest texts in embedding space: {agree} of {len(near)} carry the current label "
+            f"'{item['label']}' (labels as they are now; ✓ = reviewed)."
+        )
+        st.dataframe(
+            near.assign(
+                similarity=1 - near["distance"],
+                reviewed=near["reviewed"].map({True: "✓", False: ""}),
+            )[["text", "label", "similarity", "reviewed"]],
+            hide_index=True,
+            width="stretch",
+            height=35 * (len(near) + 1) + 3,
+            key=f"rv_near_{int(item['sample_id'])}",
+            column_config={
+                "similarity": st.column_config.NumberColumn("cosine sim.", format="%.2f"),
+                "reviewed": st.column_config.TextColumn("", width=30),
+            },
+        )
 
 
 def action_buttons(item: Any, pos: int, total: int, disabled: bool) -> None:
@@ -318,6 +396,7 @@ def review_card() -> None:
         # Plain text only: data never renders as HTML or markdown.
         st.text(item["text"])
         metrics_row(item)
+        explain(item)
         if not who:
             st.warning(
                 "Enter your **reviewer name** in the sidebar to label: every change is "

@@ -220,10 +220,11 @@ def run_job(ws: Workspace, job_id: int) -> None:
     try:
         result = _dispatch(ws, job["kind"], job["params"], job_id, progress, should_stop)
     except Exception as exc:  # noqa: BLE001 - every failure is reported to the user
+        from curation.methods import MethodCancelled
         from curation.pipeline import Cancelled
         from training.runs import RunCancelled
 
-        if isinstance(exc, Cancelled | RunCancelled):
+        if isinstance(exc, Cancelled | RunCancelled | MethodCancelled):
             if main:
                 ws.update_job(job_id, status="cancelled")
             return

@@ -26,10 +26,10 @@ CREATE INDEX IF NOT EXISTS samples_dup_conflict ON samples(dup_conflict) WHERE d
 CREATE TABLE IF NOT EXISTS knn (
     model_key TEXT NOT NULL,
     sample_id INTEGER NOT NULL,
-    rank INTEGER NOT NULL,
-    neighbor_id INTEGER NOT NULL,
-    distance REAL NOT NULL,
-    PRIMARY KEY (model_key, sample_id, rank)
+    -- the row's k neighbours, nearest first: int64 sample ids and float32 cosine distances
+    neighbor_ids BLOB NOT NULL,
+    distances BLOB NOT NULL,
+    PRIMARY KEY (model_key, sample_id)
 ) WITHOUT ROWID;
 """
 
