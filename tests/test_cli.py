@@ -218,3 +218,17 @@ def test_predict_errors_name_the_fix(trained_run, tmp_path, capsys):
     assert code == 2 and "'t'" in err and "review, stars" in err
     assert cli.main(["predict", str(trained_run)]) == 2
     assert "--text" in capsys.readouterr().err
+
+
+def test_analyze_takes_a_method_and_names_the_valid_ones(tmp_path):
+    write_reviews(tmp_path / "reviews.jsonl", flip=(2, 15))
+    args = ["analyze", str(tmp_path / "reviews.jsonl"), "--text-column", "review"]
+    args += ["--label-column", "stars", "--folds", "3"]
+    out = tmp_path / "scores.csv"
+    proc = cli(*args, "--method", "embedding", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "3-fold embedding" in proc.stderr
+    scores = pd.read_csv(out, encoding="utf-8-sig")
+    assert {"is_outlier", "dup_group"} <= set(scores.columns)
+    bad = cli(*args, "--method", "magic", "--out", str(out))
+    assert bad.returncode == 2 and "valid: ensemble" in bad.stderr
