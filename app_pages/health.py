@@ -70,7 +70,31 @@ with tab_noise:
             pd.DataFrame(**per_class) if isinstance(per_class, dict) else pd.DataFrame(per_class)
         )
         st.subheader("Per class")
-        st.dataframe(table, hide_index=True, width="stretch")
+        st.caption(
+            "cleanlab's estimates from the calibrated joint distribution of given and true "
+            "labels. They differ from the flagged counts on Predictions & flags, which are "
+            "the individual rows it is confident about."
+        )
+        st.dataframe(
+            table,
+            hide_index=True,
+            width="stretch",
+            column_config={
+                "label": "class",
+                "given": "rows given this label",
+                "label_issues": st.column_config.NumberColumn(
+                    "estimated wrong", help="Given this label but truly another class."
+                ),
+                "inverse_label_issues": st.column_config.NumberColumn(
+                    "estimated missed", help="Truly this class but given another label."
+                ),
+                "label_noise": st.column_config.NumberColumn("noise rate", format="percent"),
+                "inverse_label_noise": st.column_config.NumberColumn(
+                    "missed rate", format="percent"
+                ),
+                "label_quality": st.column_config.NumberColumn("quality", format="%.3f"),
+            },
+        )
     if matrix:
         frame = pd.DataFrame(**matrix) if "data" in matrix else pd.DataFrame(matrix)
         st.subheader("Which class is confused with which")
@@ -84,8 +108,8 @@ with tab_noise:
             color_continuous_scale="Reds",
             labels={"x": "estimated true label", "y": "given label", "color": "share"},
         )
-        fig.update_layout(height=320, margin=dict(l=0, r=0, t=10, b=0))
-        st.plotly_chart(fig, width="stretch", key="noise_matrix")
+        fig.update_layout(height=320, width=560, margin=dict(l=0, r=0, t=10, b=0))
+        st.plotly_chart(fig, width="content", key="noise_matrix")
     if not per_class and not matrix:
         st.info("This analysis predates the health summary: re-analyse to see it.")
 
@@ -113,19 +137,22 @@ with tab_dups:
                         " · :red[conflicting labels: " + ", ".join(sorted(set(g["label"]))) + "]"
                     )
                 st.markdown(head)
-                shown = g.head(4)
+                # One text per label first, so a conflicting group shows its conflict.
+                firsts = g.drop_duplicates("label")
+                shown = pd.concat([firsts, g.drop(firsts.index)]).head(4)
                 for col, (_, row) in zip(st.columns(len(shown)), shown.iterrows(), strict=True):
                     with col:
                         st.text(row["text"])
                         st.caption(
-                            f"id {row['sample_id']} · **{row['label']}**"
+                            f"id {row['ext_id']} · **{row['label']}**"
                             + (" · reviewed" if row["reviewed"] else "")
                             + (" · excluded" if row["excluded"] else "")
                         )
                 if len(g) > len(shown):
                     st.caption(f"… and {len(g) - len(shown)} more.")
         st.caption(
-            "To relabel or exclude them, choose Issue type = conflicting duplicates on Review."
+            "To relabel or exclude them, choose Issue type = conflicting duplicates on Review "
+            "(the Flags filter then switches to 'any')."
         )
         st.page_link("app_pages/review.py", label="Review", icon=":material/rate_review:")
 
@@ -140,7 +167,7 @@ with tab_outliers:
             "(Issue type = outliers)."
         )
         st.dataframe(
-            outliers[["sample_id", "text", "label", "outlier_score"]],
+            outliers[["ext_id", "text", "label", "outlier_score"]],
             hide_index=True,
             width="stretch",
             column_config={
@@ -165,7 +192,7 @@ with tab_annot:
         low = results.sort_values("consensus_quality").head(50)
         st.subheader("Lowest consensus quality")
         st.dataframe(
-            low[["sample_id", "text", "label", "consensus_label", "consensus_quality"]],
+            low[["ext_id", "text", "label", "consensus_label", "consensus_quality"]],
             hide_index=True,
             width="stretch",
         )

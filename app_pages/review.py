@@ -41,6 +41,14 @@ def reset_position() -> None:
     st.session_state["rv_stack"] = []
 
 
+def issue_changed() -> None:
+    # Outliers and duplicate groups are mostly not flagged as label errors: an issue type
+    # filter with Flags = "flagged" would silently hide most of them.
+    if st.session_state.get("rv_issue", ANY) != ANY:
+        st.session_state["rv_flagged"] = ANY
+    reset_position()
+
+
 def filter_bar() -> None:
     with st.container(horizontal=True):
         for label, options, key, width, help_ in (
@@ -88,7 +96,14 @@ def filter_bar() -> None:
                 "Random order gives an unbiased estimate of the remaining error rate.",
             ),
         ):
-            st.selectbox(label, options, key=key, on_change=reset_position, width=width, help=help_)
+            st.selectbox(
+                label,
+                options,
+                key=key,
+                on_change=issue_changed if key == "rv_issue" else reset_position,
+                width=width,
+                help=help_,
+            )
         st.text_input("Search text", key="rv_search", on_change=reset_position, width=220)
 
 
@@ -230,6 +245,12 @@ def explanation(folder: str, sample_id: int, analysis_id: int, label_version: in
     return {"near": near, "result": result, "votes": votes}
 
 
+def _p(value: Any) -> str:
+    if value is None:
+        return "?"
+    return "< 0.01" if value < 0.01 else f"{value:.2f}"
+
+
 def explain(item: Any) -> None:
     """Why this row is (or is not) flagged: the model's view, other issue types, the
     annotators and the nearest labeled neighbours."""
@@ -241,7 +262,7 @@ def explain(item: Any) -> None:
     if item["is_label_issue"]:
         notes.append(
             f"cleanlab flags the label: the model gives '{item['label']}' only "
-            f"p = {result.get('given_prob', float('nan')):.2f} and predicts "
+            f"p = {_p(result.get('given_prob'))} and predicts "
             f"'{item['predicted_label']}' at p = {item['predicted_prob']:.2f}"
         )
     if item["is_outlier"]:
@@ -276,7 +297,7 @@ def explain(item: Any) -> None:
             key=f"rv_near_{int(item['sample_id'])}",
             column_config={
                 "similarity": st.column_config.NumberColumn("cosine sim.", format="%.2f"),
-                "reviewed": st.column_config.TextColumn("", width=30),
+                "reviewed": st.column_config.TextColumn("✓", width="small"),
             },
         )
 
@@ -412,7 +433,6 @@ def review_card() -> None:
         page[
             [
                 "#",
-                "text",
                 "original_label",
                 "label",
                 "predicted_label",
@@ -421,6 +441,7 @@ def review_card() -> None:
                 "is_label_issue",
                 "reviewed",
                 "excluded",
+                "text",
             ]
         ],
         hide_index=True,

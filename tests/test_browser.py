@@ -269,8 +269,8 @@ def test_review_relabel_and_undo_in_a_real_browser(server, workspace_folder, pag
         # The card has moved on to the next sample: the action was taken exactly once.
         expect(page.get_by_text("Sample 2 of")).to_be_visible()
         # The table below the card (a canvas grid with an accessible DOM mirror) shows it too:
-        # column 3 of row 0 is the current label of the worst-quality sample.
-        current_cell = page.locator("[data-testid='stDataFrame'] [data-testid='glide-cell-3-0']")
+        # column 2 of row 0 is the current label of the worst-quality sample.
+        current_cell = page.locator("[data-testid='stDataFrame'] [data-testid='glide-cell-2-0']")
         expect(current_cell).to_have_text(suggested)
 
         # Shortcuts are ignored while a text input has focus: make sure none has (as a reviewer

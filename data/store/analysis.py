@@ -279,7 +279,7 @@ class AnalysisMixin:
             "WITH g AS (SELECT dup_group, COUNT(DISTINCT label) > 1 AS conflicting,"
             f" COUNT(*) AS size FROM samples WHERE {cond} GROUP BY dup_group"
             " ORDER BY conflicting DESC, size DESC, dup_group LIMIT ? OFFSET ?)"
-            " SELECT s.dup_group, s.id AS sample_id, s.text, s.label, s.original_label,"
+            " SELECT s.dup_group, s.id AS sample_id, s.ext_id, s.text, s.label, s.original_label,"
             " s.reviewed, s.excluded, g.conflicting, g.size FROM g JOIN samples s"
             " ON s.dup_group = g.dup_group"
             " ORDER BY g.conflicting DESC, g.size DESC, g.dup_group, s.id",
