@@ -248,7 +248,7 @@ def explanation(folder: str, sample_id: int, analysis_id: int, label_version: in
 def _p(value: Any) -> str:
     if value is None:
         return "?"
-    return "< 0.01" if value < 0.01 else f"{value:.2f}"
+    return "< 0.01" if value < 0.01 else f"= {value:.2f}"
 
 
 def explain(item: Any) -> None:
@@ -262,7 +262,7 @@ def explain(item: Any) -> None:
     if item["is_label_issue"]:
         notes.append(
             f"cleanlab flags the label: the model gives '{item['label']}' only "
-            f"p = {_p(result.get('given_prob'))} and predicts "
+            f"p {_p(result.get('given_prob'))} and predicts "
             f"'{item['predicted_label']}' at p = {item['predicted_prob']:.2f}"
         )
     if item["is_outlier"]:
