@@ -50,3 +50,29 @@ def test_review_card_explains_a_row_with_its_neighbours(real, launched):  # noqa
     near = next(df.value for df in at.dataframe if "similarity" in df.value.columns)
     assert DUPLICATE in " ".join(near["text"]) and len(near) == 5
     assert any(t.value.startswith("Annotators:") for t in at.text)
+
+
+def test_data_page_maps_annotator_columns_and_can_vote_the_label(home, launched, tmp_path):  # noqa: F811
+    import pandas as pd
+
+    path = tmp_path / "crowd.csv"
+    pd.DataFrame(
+        {
+            "body": [f"text number {i}" for i in range(12)],
+            "ann1": ["a", "b"] * 6,
+            "ann2": ["a", "b"] * 6,
+            "ann3": ["b", "b"] * 6,
+        }
+    ).to_csv(path, index=False)
+    at = app()
+    at.text_input(key="import_path").input(str(path)).run()
+    at.selectbox(key="map_text").select("body")
+    at.selectbox(key="map_label").select("(none)").run()
+    at.multiselect(key="map_annotators").select("ann1").select("ann2").select("ann3")
+    at.text_input(key="ws_name").input("crowd")
+    at.button(key="do_import").click().run()
+    assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
+    ws = Workspace(home / "crowd")
+    assert ws.info()["annotator_columns"] == ["ann1", "ann2", "ann3"]
+    assert ws.samples()["label"].tolist() == ["a", "b"] * 6  # the majority vote
+    assert launched and launched[0][1] == "analyze"
