@@ -94,7 +94,7 @@ def find_data_issues(
     n = len(labels)
     graph = _resolve_graph(features, knn_graph, n=n, metric=metric)
     if pred_probs is not None:
-        _check_probs(pred_probs, n=n, k=len(label_names))
+        check_pred_probs(pred_probs, n=n, k=len(label_names))
     _check_threshold("near_duplicate_threshold", near_duplicate_threshold, upper=None)
     _check_threshold("outlier_threshold", outlier_threshold, upper=1.0)
     lab = _run_datalab(
@@ -169,7 +169,8 @@ def _check_labels(labels: np.ndarray, label_names: Sequence[str]) -> np.ndarray:
     return labels
 
 
-def _check_probs(pred_probs: np.ndarray, *, n: int, k: int) -> np.ndarray:
+def check_pred_probs(pred_probs: np.ndarray, *, n: int, k: int) -> np.ndarray:
+    """``pred_probs`` as float64 ``(n, k)`` probabilities, or a ValueError naming the fix."""
     probs = np.asarray(pred_probs, dtype=np.float64)
     if probs.shape != (n, k):
         raise ValueError(
@@ -357,7 +358,7 @@ def class_noise(
     n, k = len(labels), len(label_names)
     if n == 0:
         raise ValueError("class_noise needs at least one row.")
-    probs = _check_probs(pred_probs, n=n, k=k)
+    probs = check_pred_probs(pred_probs, n=n, k=k)
     names = list(label_names)
     joint = estimate_joint(labels, probs)
     counts = joint * n

@@ -23,6 +23,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from curation.datalab import check_pred_probs
+
 ROW_COLUMNS = ("consensus_label", "consensus_quality", "annotator_agreement", "num_annotations")
 ANNOTATOR_COLUMNS = ("annotator", "quality", "agreement_with_consensus", "num_labeled")
 
@@ -70,7 +72,7 @@ def annotator_consensus(
     codes = _encode(annotator_labels, names)
     counts = (~np.isnan(codes)).sum(1)
     labeled = counts > 0
-    probs = _check_probs(pred_probs, n=len(codes), k=len(names))
+    probs = None if pred_probs is None else check_pred_probs(pred_probs, n=len(codes), k=len(names))
     if probs is None:
         method = "majority_vote+agreement"
         probs = consensus_pred_probs_fallback(codes[labeled], n_classes=len(names))
@@ -142,20 +144,6 @@ def _encode(annotator_labels: pd.DataFrame, names: list[str]) -> np.ndarray:
             "consensus needs overlapping annotations."
         )
     return codes
-
-
-def _check_probs(pred_probs: np.ndarray | None, *, n: int, k: int) -> np.ndarray | None:
-    if pred_probs is None:
-        return None
-    probs = np.asarray(pred_probs, dtype=np.float64)
-    if probs.shape != (n, k):
-        raise ValueError(
-            f"pred_probs must be (rows, K) = ({n}, {k}), one column per label name, "
-            f"got {probs.shape}."
-        )
-    if (probs < 0).any() or not np.allclose(probs.sum(1), 1.0, atol=1e-4):
-        raise ValueError("pred_probs rows must be probabilities (non-negative, summing to 1).")
-    return probs
 
 
 def _run_cleanlab(codes: np.ndarray, probs: np.ndarray, columns: pd.Index, options: dict) -> dict:

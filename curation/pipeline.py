@@ -18,6 +18,7 @@ import pandas as pd
 
 from curation.issues import score_labels, summarize
 from curation.probs import EmbeddingCache, EncoderSettings, embed_texts
+from data.prepare import annotator_labels
 
 Progress = Callable[[dict[str, Any]], None]
 
@@ -239,9 +240,11 @@ def _data_issues(features, y, probs, knn, label_names, issue_types):
             "is_outlier": frame.get("is_outlier", pd.Series(np.zeros(n, bool))).to_numpy(),
             "outlier_score": frame.get("outlier_score", pd.Series(np.full(n, np.nan))).to_numpy(),
             "dup_group": _groups(frame.get("near_duplicate_group"), n),
+            "dup_conflict": frame.get(
+                "near_duplicate_conflict", pd.Series(np.zeros(n, bool))
+            ).to_numpy(),
         }
     )
-    out["dup_conflict"] = _conflicting(out["dup_group"].to_numpy(), y)
     return out, summary
 
 
@@ -250,14 +253,6 @@ def _groups(column: pd.Series | None, n: int) -> pd.array:
         return pd.array([pd.NA] * n, dtype="Int64")
     values = pd.Series(column.to_numpy(), dtype="Int64")
     return values.mask(values < 0).array
-
-
-def _conflicting(groups: Any, y: np.ndarray) -> np.ndarray:
-    """Whether each row's near-duplicate group holds more than one label."""
-    frame = pd.DataFrame({"g": groups, "y": y}).dropna(subset=["g"])
-    n_labels = frame.groupby("g")["y"].nunique()
-    bad = set(n_labels[n_labels > 1].index)
-    return np.array([g in bad if not pd.isna(g) else False for g in groups], dtype=bool)
 
 
 def _health(y: np.ndarray, probs: np.ndarray, label_names: list[str]) -> dict[str, Any]:
@@ -312,8 +307,10 @@ def analyze_workspace(
     rows = ws.samples(with_meta=bool(annotator_columns))
     annotators = None
     if annotator_columns:
-        annotators = pd.DataFrame(
-            {c: [_vote(m.get(c)) for m in rows["meta"]] for c in annotator_columns}
+        # The same normalisation as at import, so votes match the label names.
+        annotators = annotator_labels(
+            pd.DataFrame({c: [m.get(c) for m in rows["meta"]] for c in annotator_columns}),
+            annotator_columns,
         )
     model_key = settings.key()
     knn = ws.get_knn(model_key)
@@ -366,12 +363,3 @@ def analyze_workspace(
         label_version=label_version,
         summary=summary,
     )
-
-
-def _vote(value: Any) -> str | None:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return None
-    text = str(value).strip()
-    if text.endswith(".0") and text[:-2].lstrip("-").isdigit():
-        text = text[:-2]  # labels 0/1 read as floats when a column has gaps
-    return text or None

@@ -388,7 +388,7 @@ def _prepare(
         raise DataError(f"Every row has empty text in column {text_column!r}. Choose the column.")
     kept = frame.iloc[positions] if len(positions) < len(frame) else frame
     annotators = [c for role, c in roles.items() if role.startswith("annotator")]
-    votes = _annotator_labels(kept, annotators)
+    votes = annotator_labels(kept, annotators)
     if label_column is not None:
         labels = _clean_labels(kept[label_column], label_column)
     else:
@@ -443,7 +443,7 @@ def _prepare(
     )
 
 
-def _annotator_labels(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+def annotator_labels(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     """The annotators' labels as stripped strings, ``None`` where a row was not labeled."""
     votes = pd.DataFrame(index=range(len(frame)))
     for column in columns:
