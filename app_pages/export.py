@@ -13,9 +13,9 @@ from data.export import (
     INSTRUCTION_FORMATS,
     curated_frame,
     default_system_prompt,
-    instruction_bytes,
     model_archive,
     to_bytes,
+    workspace_instruction_bytes,
 )
 from data.readers import SPLITS
 from data.store import slugify
@@ -109,13 +109,8 @@ def instruction_payload(
     system_prompt: str | None,
 ) -> tuple[str, bytes]:
     """The first example (for the preview) and the JSONL bytes of one style."""
-    frame = curated_frame(ws, include_metadata=False, split=split)
-    data = instruction_bytes(
-        frame,
-        style,
-        label_field=label_field,
-        label_names=ws.label_names,
-        system_prompt=system_prompt,
+    data = workspace_instruction_bytes(
+        ws, style, split=split, label_field=label_field, system_prompt=system_prompt
     )
     return data.split(b"\n", 1)[0].decode("utf-8"), data
 

@@ -156,13 +156,8 @@ def export_dataset(
     path = Path(path)
     fmt = fmt or path.suffix.lstrip(".").lower()
     if fmt in INSTRUCTION_FORMATS:
-        frame = curated_frame(ws, include_metadata=False, split=split)
-        data = instruction_bytes(
-            frame,
-            fmt,
-            label_field=label_field,
-            label_names=ws.label_names,
-            system_prompt=system_prompt,
+        data = workspace_instruction_bytes(
+            ws, fmt, split=split, label_field=label_field, system_prompt=system_prompt
         )
         return _write_atomically(path, data)
     frame = curated_frame(ws, include_metadata=include_metadata, split=split)
@@ -276,6 +271,24 @@ def instruction_bytes(
     # ensure_ascii=False keeps non-English text readable; json escapes any newline in a text,
     # so each example stays on one line.
     return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode("utf-8")
+
+
+def workspace_instruction_bytes(
+    ws: Any,
+    style: str,
+    *,
+    split: str | None = None,
+    label_field: str = DEFAULT_LABEL_FIELD,
+    system_prompt: str | None = None,
+) -> bytes:
+    """A workspace's curated rows (excluded left out) as instruction-tuning JSON Lines."""
+    return instruction_bytes(
+        curated_frame(ws, include_metadata=False, split=split),
+        style,
+        label_field=label_field,
+        label_names=ws.label_names,
+        system_prompt=system_prompt,
+    )
 
 
 def default_system_prompt(label_field: str, label_names: Sequence[str]) -> str:
