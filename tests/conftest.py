@@ -8,6 +8,8 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
+from training.config import TrainingConfig
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -39,6 +41,16 @@ NEGATIVE = [
     "The concert was a disaster and the sound was painful",
     "Such a boring and depressing story",
 ]
+
+# A training config that runs in seconds on the packaged model (tests of runs and jobs).
+TINY = TrainingConfig(
+    epochs=1.0,
+    batch_size=8,
+    max_length=32,
+    max_train_samples=None,
+    max_eval_samples=None,
+    precision="fp32",
+)
 
 
 def make_prepared(texts, labels, *, splits=None, label_names=None, metas=None):

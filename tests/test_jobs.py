@@ -6,17 +6,9 @@ import time
 
 import pytest
 
+from tests.conftest import TINY
 from training import jobs
 from training.config import TrainingConfig
-
-TINY = TrainingConfig(
-    epochs=1.0,
-    batch_size=8,
-    max_length=32,
-    max_train_samples=None,
-    max_eval_samples=None,
-    precision="fp32",
-)
 
 
 def wait(ws, job_id, *, timeout=240):

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from tests.conftest import NEGATIVE, POSITIVE, make_prepared
+from tests.conftest import NEGATIVE, POSITIVE, TINY, make_prepared
 from training.config import TrainingConfig
 from training.experiments import eval_ids, ids_hash, plan_label_quality
 from training.runs import (
@@ -23,14 +23,6 @@ from training.runs import (
     verified_ids,
 )
 
-TINY = TrainingConfig(
-    epochs=1.0,
-    batch_size=8,
-    max_length=32,
-    max_train_samples=None,
-    max_eval_samples=None,
-    precision="fp32",
-)
 METRIC_KEYS = {"accuracy", "precision", "recall", "f1", "roc_auc", "confusion_matrix", "n"}
 
 
