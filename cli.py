@@ -273,7 +273,7 @@ def _classifier_dir(model_dir: str) -> Path:
 
     ``cli.py train --out DIR`` saves the model in DIR/model, so both DIR and DIR/model work.
     """
-    from training.finetune import MODEL_SUBDIR
+    from training.inference import classifier_dir
 
     folder = Path(model_dir).expanduser()
     fix = (
@@ -282,15 +282,10 @@ def _classifier_dir(model_dir: str) -> Path:
     )
     if not folder.is_dir():
         raise CliError(f"No model folder at {folder}. {fix}")
-    for candidate in (folder, folder / MODEL_SUBDIR):
-        config_path = candidate / "config.json"
-        if config_path.exists():
-            break
-    else:
-        raise CliError(
-            f"{folder} is not a trained classifier folder: expected {folder / 'config.json'} "
-            f"(or {folder / MODEL_SUBDIR / 'config.json'}), written by save_pretrained. {fix}"
-        )
+    try:
+        config_path = classifier_dir(folder) / "config.json"
+    except FileNotFoundError as exc:
+        raise CliError(str(exc)) from exc
     try:
         config = json.loads(config_path.read_text())
     except (OSError, ValueError) as exc:
@@ -298,11 +293,11 @@ def _classifier_dir(model_dir: str) -> Path:
     architectures = config.get("architectures") or []
     if not any(str(a).endswith("ForSequenceClassification") for a in architectures):
         raise CliError(
-            f"{candidate} holds a {', '.join(map(str, architectures)) or 'model'} without a "
+            f"{config_path.parent} holds a {', '.join(map(str, architectures)) or 'model'} without a "
             f"classification head (its config.json has no *ForSequenceClassification "
             f"architecture and id2label of your classes). {fix}"
         )
-    return candidate
+    return config_path.parent
 
 
 def _training_max_length(model_dir: Path) -> int | None:
@@ -359,7 +354,7 @@ def _predict_inputs(args: argparse.Namespace):
 def cmd_predict(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from training.finetune import predict_proba
+    from training.inference import predict_proba
 
     model_dir = _classifier_dir(args.model_dir)
     texts, frame = _predict_inputs(args)

@@ -428,14 +428,14 @@ with st.expander("Config and data version of this run"):
 @st.cache_resource(show_spinner="Loading the model…", max_entries=2)
 def load_model(model_dir: str):
     """A finished run's classifier and tokenizer, loaded once per server (CPU, eval mode)."""
-    from training.finetune import load_for_inference
+    from training.inference import load_for_inference
 
     return load_for_inference(model_dir, device="cpu")
 
 
 def classify(model_dir: str, text: str, max_length: int) -> pd.Series:
     """Class probabilities of one sentence (one forward pass: fine in the script thread)."""
-    from training.finetune import predict_loaded
+    from training.inference import predict_loaded
 
     model, tokenizer = load_model(model_dir)
     probs = predict_loaded(

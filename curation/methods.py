@@ -739,7 +739,8 @@ def _finetune_probs(
     """Fine-tune once per fold on (at most ``cap`` of) the other folds' rows; predict the fold."""
     from training.config import TrainingConfig
     from training.device import resolve_device, resolve_precision
-    from training.finetune import fine_tune, predict_proba
+    from training.finetune import fine_tune
+    from training.inference import predict_proba
 
     config = TrainingConfig() if config is None else config
     if not isinstance(config, TrainingConfig):

@@ -11,13 +11,9 @@ import numpy as np
 import pytest
 
 from training.config import DEFAULT_LEARNING_RATES, TrainingConfig
-from training.finetune import (
-    fine_tune,
-    predict_proba,
-    resolve_device,
-    resolve_precision,
-    stratified_sample,
-)
+from training.device import resolve_device, resolve_precision
+from training.finetune import fine_tune, stratified_sample
+from training.inference import predict_proba
 from training.metrics import classification_metrics
 from training.sampling import stratified_holdout, validation_cap
 

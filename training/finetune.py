@@ -1,4 +1,4 @@
-"""Fine-tune a transformer encoder for text classification, and predict with the result.
+"""Fine-tune a transformer encoder for text classification (predicting: :mod:`training.inference`).
 
 Built on the Hugging Face ``Trainer``: dynamic padding, length-grouped batches, the GPU with
 bf16 (fp16 where bf16 is unsupported) when one is visible, otherwise the CPU with bf16
@@ -25,14 +25,12 @@ at start-up) stays fast.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
 import shutil
 import time
-import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,19 +39,19 @@ import numpy as np
 
 from training.config import TrainingConfig
 from training.device import is_main_process, resolve_device, resolve_precision
+from training.inference import MODEL_SUBDIR, check_texts, predict_core, quiet_transformers
 from training.metrics import classification_metrics
 from training.sampling import stratified_holdout, stratified_sample, validation_cap
 from training.tracking import check_tracker, tracker_env, trainer_report_to
 
 if TYPE_CHECKING:
-    import torch
+    pass
 
-__all__ = ["FineTuneResult", "fine_tune", "predict_proba", "stratified_sample"]
+__all__ = ["FineTuneResult", "fine_tune", "stratified_sample"]
 
 # No hub access on most machines that run this; fail fast instead of retrying the network.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-MODEL_SUBDIR = "model"
 METRICS_FILE = "metrics.json"
 RUN_FILE = "training_run.json"
 TRAINER_SUBDIR = "trainer"
@@ -203,7 +201,7 @@ def fine_tune(
         )
     evaluation = _optional_rows(eval_texts, eval_labels, label_names, "eval")
     validation = _optional_rows(validation_texts, validation_labels, label_names, "validation")
-    probes = None if probe_texts is None else _check_texts(probe_texts, "probe_texts")
+    probes = None if probe_texts is None else check_texts(probe_texts, "probe_texts")
     check_tracker(config.report_to)
     train, validation = _split_validation(train, validation, config)
     if config.early_stopping_patience and validation is None:
@@ -285,7 +283,7 @@ def _fine_tune_core(
     )
     if probes is not None:
         # fp32 on the model's current device: a handful of rows, before any device move.
-        result.probe_before = _predict_core(
+        result.probe_before = predict_core(
             model.eval(),
             tokenizer,
             probes,
@@ -293,7 +291,7 @@ def _fine_tune_core(
             max_length=config.max_length,
             precision="fp32",
         )
-    with _quiet_transformers():
+    with quiet_transformers():
         model = apply_technique(model, config)
     result.trainable_parameters, result.total_parameters = count_parameters(model)
     # The Trainer creates its folder at once; only one this run created is removed after it.
@@ -311,7 +309,7 @@ def _fine_tune_core(
         should_stop,
     )
     try:
-        with _quiet_transformers():
+        with quiet_transformers():
             start = time.perf_counter()
             trainer.train()
             train_seconds = time.perf_counter() - start
@@ -323,7 +321,7 @@ def _fine_tune_core(
     if result.cancelled or not is_main_process():
         return result
     _evaluate(result, trainer.model, tokenizer, evaluation, probes, label_names, config)
-    with _quiet_transformers():
+    with quiet_transformers():
         result.model_dir = str(_save(trainer.model, tokenizer, result, config, output_dir))
     return result
 
@@ -360,7 +358,7 @@ def _build_trainer(
     callbacks = [callback]
     if config.early_stopping_patience and eval_dataset is not None:
         callbacks.append(EarlyStoppingCallback(config.early_stopping_patience))
-    with _quiet_transformers():
+    with quiet_transformers():
         trainer = Trainer(
             model=model,
             args=args,
@@ -406,7 +404,7 @@ def _evaluate(result, model, tokenizer, evaluation, probes, label_names, config)
     if evaluation is not None:
         keep = stratified_sample(evaluation.labels, config.max_eval_samples, seed=config.seed)
         rows = evaluation.take(keep)
-        probs = _predict_core(
+        probs = predict_core(
             model,
             tokenizer,
             rows.texts,
@@ -417,7 +415,7 @@ def _evaluate(result, model, tokenizer, evaluation, probes, label_names, config)
         result.metrics = classification_metrics(rows.labels, probs, label_names=label_names)
         result.eval_probs, result.eval_indices = probs, keep
     if probes is not None:
-        result.probe_after = _predict_core(
+        result.probe_after = predict_core(
             model,
             tokenizer,
             probes,
@@ -632,144 +630,6 @@ class _TokenizedDataset:
         return self.features[i]
 
 
-# --------------------------------------------------------------------------- prediction
-
-
-def predict_proba(
-    model_dir: str | Path,
-    texts: Sequence[str],
-    *,
-    batch_size: int = 64,
-    max_length: int = 64,
-    device: str = "auto",
-    precision: str = "fp32",
-) -> np.ndarray:
-    """Class probabilities (softmax) of a saved classifier for each text.
-
-    Parameters
-    ----------
-    model_dir
-        A folder written by :func:`fine_tune` (``result.model_dir``) or any sequence
-        classification model saved with ``save_pretrained``.
-    texts
-        Texts to score.
-    batch_size, max_length
-        Rows per forward pass and truncation length in word pieces.
-    device
-        ``auto``, ``cpu`` or ``cuda``.
-    precision
-        ``fp32`` (default: reproducible probabilities for label-error detection), or
-        ``auto``/``bf16``/``fp16`` as in :func:`resolve_precision` (autocast; on a CPU with
-        native bf16 about 1.7x faster; probabilities differ by < 0.01).
-
-    Returns
-    -------
-    np.ndarray of float32, shape (len(texts), num_labels)
-        Rows sum to 1; column ``j`` is the class ``model.config.id2label[j]``.
-    """
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    texts = _check_texts(texts, "texts")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a whole number > 0 (got {batch_size!r}).")
-    if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 8:
-        raise ValueError(f"max_length must be a whole number >= 8 (got {max_length!r}).")
-    device = resolve_device(device)
-    precision = resolve_precision(precision, device)
-    source = str(model_dir)
-    if not (Path(source) / "config.json").exists():
-        raise FileNotFoundError(
-            f"{source} is not a saved model folder (no config.json); pass the model_dir of a "
-            "FineTuneResult or a folder written by save_pretrained."
-        )
-    with _quiet_transformers():
-        tokenizer = AutoTokenizer.from_pretrained(source)
-        model = AutoModelForSequenceClassification.from_pretrained(source)
-    model = model.to(device).eval()
-    return _predict_core(
-        model, tokenizer, texts, batch_size=batch_size, max_length=max_length, precision=precision
-    )
-
-
-def load_for_inference(model_dir: str | Path, *, device: str = "cpu") -> tuple[Any, Any]:
-    """``(model, tokenizer)`` of a classifier folder saved by :func:`fine_tune`, in eval mode on
-    ``device``: load once, then call :func:`predict_loaded` per request (the UI's "try it")."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    folder = Path(model_dir)
-    if (folder / MODEL_SUBDIR / "config.json").exists():
-        folder = folder / MODEL_SUBDIR
-    if not (folder / "config.json").exists():
-        raise ValueError(
-            f"{model_dir} holds no saved classifier (no config.json); train one first "
-            "(Train page or `cli.py train ... --out DIR`)."
-        )
-    model = AutoModelForSequenceClassification.from_pretrained(folder).to(device).eval()
-    return model, AutoTokenizer.from_pretrained(folder)
-
-
-def predict_loaded(
-    model: Any,
-    tokenizer: Any,
-    texts: Sequence[str],
-    *,
-    batch_size: int = 64,
-    max_length: int = 64,
-    precision: str = "fp32",
-) -> np.ndarray:
-    """Class probabilities ``(n, K)`` from an already loaded classifier (see
-    :func:`load_for_inference`); batches are length-sorted, so padding stays small."""
-    return _predict_core(
-        model,
-        tokenizer,
-        list(texts),
-        batch_size=batch_size,
-        max_length=max_length,
-        precision=precision,
-    )
-
-
-def _predict_core(
-    model: Any,
-    tokenizer: Any,
-    texts: list[str],
-    *,
-    batch_size: int,
-    max_length: int,
-    precision: str,
-) -> np.ndarray:
-    import torch
-
-    num_labels = int(model.config.num_labels)
-    out = np.zeros((len(texts), num_labels), dtype=np.float32)
-    if not texts:
-        return out
-    encoded = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
-    # Sorting by length means each batch pads only to its own longest row.
-    order = np.argsort([len(ids) for ids in encoded], kind="stable")
-    device = next(model.parameters()).device
-    with torch.inference_mode(), _autocast(device, precision):
-        for batch in _chunks(order, batch_size):
-            padded = tokenizer.pad({"input_ids": [encoded[i] for i in batch]}, return_tensors="pt")
-            logits = model(**{k: v.to(device) for k, v in padded.items()}).logits
-            out[batch] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
-    return out
-
-
-def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    import torch
-
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
-def _chunks(order: np.ndarray, size: int) -> Iterator[np.ndarray]:
-    for start in range(0, len(order), size):
-        yield order[start : start + size]
-
-
 # --------------------------------------------------------------------------- input checks
 
 
@@ -782,21 +642,10 @@ def _check_label_names(label_names: list[str]) -> list[str]:
     return names
 
 
-def _check_texts(texts: Sequence[str], what: str) -> list[str]:
-    texts = list(texts)
-    bad = [i for i, text in enumerate(texts) if not isinstance(text, str)]
-    if bad:
-        raise ValueError(
-            f"{what} must all be strings; row {bad[0]} is {texts[bad[0]]!r} ({len(bad)} bad "
-            "rows). Drop or fill missing texts first, e.g. df[col].fillna('')."
-        )
-    return texts
-
-
 def _check_rows(
     texts: Sequence[str], labels: Sequence[int] | np.ndarray, label_names: list[str], what: str
 ) -> tuple[list[str], np.ndarray]:
-    texts = _check_texts(texts, f"{what}_texts")
+    texts = check_texts(texts, f"{what}_texts")
     labels = np.asarray(labels)
     if labels.ndim != 1 or len(labels) != len(texts):
         raise ValueError(
@@ -817,23 +666,3 @@ def _check_rows(
             f"max {labels.max()})."
         )
     return texts, labels.astype(np.int64)
-
-
-@contextlib.contextmanager
-def _quiet_transformers() -> Iterator[None]:
-    """Silence transformers' info/warning logs and progress bars, then restore them."""
-    from transformers.utils import logging as hf_logging
-
-    verbosity = hf_logging.get_verbosity()
-    bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    try:
-        with warnings.catch_warnings():
-            # peft asks a transformers 5 model a deprecated question; nothing for the user.
-            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
-            yield
-    finally:
-        hf_logging.set_verbosity(verbosity)
-        if bars:
-            hf_logging.enable_progress_bar()

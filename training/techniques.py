@@ -2,7 +2,7 @@
 
 All three go through the same ``Trainer`` loop in :mod:`training.finetune`; this module loads
 the classifier (with an optional dropout override), prepares it for the chosen technique and
-turns it back into a plain ``save_pretrained`` model afterwards, so :func:`predict_proba` and
+turns it back into a plain ``save_pretrained`` model afterwards, so :func:`training.inference.predict_proba` and
 the export read every run the same way.
 
 - ``full``: every weight is trained.
@@ -65,13 +65,13 @@ def load_classifier(
     """
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
-    from training.finetune import _quiet_transformers
+    from training.inference import quiet_transformers
 
     source = resolve_model(model_name)
     id2label = dict(enumerate(label_names))
     label2id = {name: i for i, name in id2label.items()}
     try:
-        with _quiet_transformers():
+        with quiet_transformers():
             tokenizer = AutoTokenizer.from_pretrained(source)
             config = AutoConfig.from_pretrained(
                 source, num_labels=len(label_names), id2label=id2label, label2id=label2id
@@ -83,7 +83,7 @@ def load_classifier(
     try:
         # ignore_mismatched_sizes lets a model fine-tuned earlier on a different number of
         # classes be fine-tuned again (its head is then new).
-        with _quiet_transformers():
+        with quiet_transformers():
             model, info = AutoModelForSequenceClassification.from_pretrained(
                 source, config=config, ignore_mismatched_sizes=True, output_loading_info=True
             )
