@@ -61,7 +61,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from curation.probs import _check_oos_inputs, _fold_ids, out_of_sample_probs, text_hash
+from curation.probs import (
+    _check_oos_inputs,
+    _check_texts,
+    _fold_ids,
+    out_of_sample_probs,
+    text_hash,
+)
 
 if TYPE_CHECKING:
     from training.config import TrainingConfig
@@ -330,19 +336,6 @@ def _reporter(progress: Progress | None, should_stop: Callable[[], bool] | None)
             progress(event)
 
     return report
-
-
-def _check_texts(texts: Sequence[str]) -> list[str]:
-    if isinstance(texts, str):
-        raise TypeError("texts must be a sequence of strings, not one string; wrap it: [text].")
-    texts = list(texts)
-    bad = [i for i, t in enumerate(texts) if not isinstance(t, str)]
-    if bad:
-        raise TypeError(
-            f"texts[{bad[0]}] is {type(texts[bad[0]]).__name__}, not str; fill or drop missing "
-            "texts first (e.g. df[col].fillna('').astype(str))."
-        )
-    return texts
 
 
 # --------------------------------------------------------------------------------------------
