@@ -96,3 +96,25 @@ def workspace(tmp_path, sentiment_prepared):
     ws = Workspace.create(tmp_path / "ws", sentiment_prepared, name="test")
     yield ws
     ws.close()
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """An empty SECOND_LOOK_HOME for the app's workspaces."""
+    monkeypatch.setenv("SECOND_LOOK_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"
+
+
+@pytest.fixture
+def launched(monkeypatch):
+    """Background jobs are recorded as ``(kind, params)`` and queued, never started."""
+    calls = []
+    from training import jobs
+
+    def fake_launch(ws, kind, params):
+        calls.append((kind, params))
+        return ws.create_job(kind, params)
+
+    monkeypatch.setattr(jobs, "launch", fake_launch)
+    monkeypatch.setattr(jobs, "reap", lambda ws: None)
+    return calls

@@ -20,26 +20,6 @@ TIMEOUT = 60
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    monkeypatch.setenv("SECOND_LOOK_HOME", str(tmp_path / "home"))
-    return tmp_path / "home"
-
-
-@pytest.fixture
-def launched(monkeypatch):
-    calls = []
-    from training import jobs
-
-    def fake_launch(ws, kind, params):
-        calls.append((ws.folder, kind, params))
-        return ws.create_job(kind, params)
-
-    monkeypatch.setattr(jobs, "launch", fake_launch)
-    monkeypatch.setattr(jobs, "reap", lambda ws: None)
-    return calls
-
-
 def add_analysis(ws: Workspace) -> None:
     rows = ws.samples()
     n = len(rows)
@@ -93,7 +73,7 @@ def test_data_page_opens_the_demo_in_one_click(home, launched):
     ws = Workspace(folder)
     assert ws.counts()["n"] == 38158
     assert ws.label_names == ["negative", "neutral", "positive"]
-    assert launched and launched[0][1] == "analyze"
+    assert launched and launched[0][0] == "analyze"
     # The non-UTF-8 bytes of the corpus are reported, with the count of affected rows.
     assert any("4,934" in w.value for w in at.warning)
     assert any("Rows" == m.label for m in at.metric)
@@ -130,7 +110,7 @@ def test_flags_page_summarises_the_analysis(analysed, launched):
     flagged = next(m for m in at.metric if m.label.startswith("Flagged"))
     assert flagged.value == "5"
     at.button(key="run_analysis").click().run()
-    assert launched[-1][1] == "analyze"
+    assert launched[-1][0] == "analyze"
 
 
 def test_review_relabel_and_undo_through_the_card(analysed):
@@ -163,7 +143,7 @@ def test_train_page_launches_a_background_job(analysed, launched):
     at = app("app_pages/train.py")
     at.button(key="start_training").click().run()
     assert not at.exception, at.exception
-    kind, params = launched[-1][1], launched[-1][2]
+    kind, params = launched[-1]
     assert kind == "train" and params["config"]["max_train_samples"] == 2000
 
 
@@ -220,7 +200,7 @@ def test_charts_page_draws_both_curves(analysed, launched):
     at = app("app_pages/charts.py")
     assert len(at.get("plotly_chart")) == 2
     at.button(key="run_data_size").click().run()
-    assert launched[-1][2]["experiment"] == "data_size"
+    assert launched[-1][1]["experiment"] == "data_size"
 
 
 def test_train_page_lists_runs_with_metrics(analysed):

@@ -24,26 +24,6 @@ LABELS = ["negative", "positive"]
 
 
 @pytest.fixture
-def home(tmp_path, monkeypatch):
-    monkeypatch.setenv("SECOND_LOOK_HOME", str(tmp_path / "home"))
-    return tmp_path / "home"
-
-
-@pytest.fixture
-def launched(monkeypatch):
-    calls = []
-    from training import jobs
-
-    def fake_launch(ws, kind, params):
-        calls.append((kind, params))
-        return ws.create_job(kind, params)
-
-    monkeypatch.setattr(jobs, "launch", fake_launch)
-    monkeypatch.setattr(jobs, "reap", lambda ws: None)
-    return calls
-
-
-@pytest.fixture
 def ws(home, sentiment_prepared):
     workspace = Workspace.create(home / "reviews", sentiment_prepared, name="reviews")
     yield workspace
