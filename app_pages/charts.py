@@ -25,7 +25,7 @@ from app_pages.common import (
     require_workspace,
 )
 from training.config import TrainingConfig
-from training.runs import METRICS, aggregate_runs, runs_frame
+from training.reporting import METRICS, aggregate_runs, runs_frame
 
 TEST_COLOR, VERIFIED_COLOR = "#1f77b4", "#d62728"
 QUALITY_PANELS = {

@@ -357,7 +357,7 @@ def loss_figure(history: Any, *, color: str = "split", height: int = 320):
     """Training loss per logging step and validation loss per evaluation, as lines."""
     import plotly.express as px
 
-    from training.runs import history_frame
+    from training.reporting import history_frame
 
     frame = history if hasattr(history, "columns") else history_frame(history)
     dash = "split" if color != "split" else None

@@ -20,7 +20,7 @@ from app_pages.common import (
     run_title,
 )
 from training.config import DEFAULT_LEARNING_RATES
-from training.runs import METRICS, history_frame
+from training.reporting import METRICS, history_frame
 
 # The data version and training facts a comparison shows next to the config.
 DATA_KEYS = (

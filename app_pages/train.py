@@ -41,8 +41,8 @@ from training.experiments import (
     DEFAULT_THRESHOLDS,
     eval_ids,
 )
+from training.reporting import METRICS
 from training.runs import (
-    METRICS,
     confidence_column,
     plan,
     split_ids,

@@ -15,7 +15,7 @@ from training.experiments import (
     plan_label_quality,
     probe_ids,
 )
-from training.runs import FRAME_COLUMNS, aggregate_runs, runs_frame
+from training.reporting import FRAME_COLUMNS, aggregate_runs, runs_frame
 
 
 def test_data_size_subsets_are_nested_and_seeded():

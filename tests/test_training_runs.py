@@ -11,13 +11,12 @@ import pytest
 from tests.conftest import NEGATIVE, POSITIVE, TINY, make_prepared
 from training.config import TrainingConfig
 from training.experiments import eval_ids, ids_hash, plan_label_quality
+from training.reporting import history_frame, runs_frame
 from training.runs import (
     EVALUATION_FILE,
     empty_metrics,
     execute_run,
-    history_frame,
     plan,
-    runs_frame,
     split_ids,
     validation_split,
     verified_ids,

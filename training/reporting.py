@@ -1,0 +1,162 @@
+"""Run records as tidy tables: the points the charts draw and the loss curves.
+
+Pure functions of the records ``ws.runs()`` / ``ws.run(run_id)`` return (see
+:mod:`training.runs` for what a record holds); nothing here touches the store or a model.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+FRAME_COLUMNS = (
+    "job",
+    "run",
+    "experiment",
+    "series",
+    "x",
+    "seed",
+    "train_rows",
+    "label_source",
+    "noise_rate",
+    "metric",
+    "value",
+    "verified_value",
+    "verified_n",
+)
+
+
+def runs_frame(runs: list[dict[str, Any]], *, metric: str = "accuracy") -> pd.DataFrame:
+    """One row per finished experiment run and chart series: the tidy data behind the charts.
+
+    Parameters
+    ----------
+    runs
+        Run records as returned by ``ws.runs()`` (any job; filter the frame by ``job``).
+    metric
+        One of accuracy, precision, recall, f1, roc_auc.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``FRAME_COLUMNS``: job, run, experiment, series ("single", "data size",
+        "labels", "noise", "confidence"), x (fraction, label source, noise rate or threshold),
+        seed, train_rows, label_source, noise_rate, metric, value (on the test rows),
+        verified_value (on the verified test rows; NaN when none) and verified_n. A run that
+        stands for more than one point (the curated run is also the 0% noise point) has a
+        row per point. Runs recorded before series existed get one from their x.
+    """
+    if metric not in METRICS:
+        raise ValueError(f"Unknown metric {metric!r}; valid: {list(METRICS)}.")
+    records = []
+    for run in runs:
+        if run.get("status") != "done" or not run.get("metrics"):
+            continue
+        data, metrics = run.get("data") or {}, run["metrics"]
+        verified = metrics.get("verified") or {}
+        base = {
+            "job": run.get("job_id"),
+            "run": run["id"],
+            "experiment": data.get("experiment"),
+            "seed": data.get("seed", (run.get("config") or {}).get("seed")),
+            "train_rows": data.get("train_rows"),
+            "label_source": data.get("label_source"),
+            "noise_rate": data.get("noise_rate", 0.0),
+            "metric": metric,
+            "value": _number(metrics.get(metric)),
+            "verified_value": _number(verified.get(metric)),
+            "verified_n": int(verified.get("n") or 0),
+        }
+        points = [{"series": _series(data), "x": data.get("x")}, *(data.get("also") or [])]
+        records.extend({**base, "series": p["series"], "x": p["x"]} for p in points)
+    return pd.DataFrame(records, columns=list(FRAME_COLUMNS))
+
+
+def aggregate_runs(frame: pd.DataFrame) -> pd.DataFrame:
+    """Mean, standard deviation and count per chart point, over seeds (and repeated jobs).
+
+    Parameters
+    ----------
+    frame
+        A :func:`runs_frame` result (filter it to the jobs to combine first).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (experiment, series, x), in first-seen order: mean, std (NaN with one
+        run), n (runs), train_rows (mean), verified_mean, verified_std, verified_runs (runs
+        with a verified score) and verified_n (verified rows per run, the largest).
+    """
+    columns = [
+        "experiment",
+        "series",
+        "x",
+        "metric",
+        "mean",
+        "std",
+        "n",
+        "train_rows",
+        "verified_mean",
+        "verified_std",
+        "verified_runs",
+        "verified_n",
+    ]
+    if frame.empty:
+        return pd.DataFrame(columns=columns)
+    keys = ["experiment", "series", "x", "metric"]
+    grouped = frame.groupby(keys, sort=False, dropna=False)
+    out = grouped.agg(
+        mean=("value", "mean"),
+        std=("value", "std"),
+        n=("value", "count"),
+        train_rows=("train_rows", "mean"),
+        verified_mean=("verified_value", "mean"),
+        verified_std=("verified_value", "std"),
+        verified_runs=("verified_value", "count"),
+        verified_n=("verified_n", "max"),
+    ).reset_index()
+    return out[columns]
+
+
+def history_frame(history: list[dict[str, Any]] | None) -> pd.DataFrame:
+    """A run's loss history in long form for one line per split: step, epoch, split, loss.
+
+    ``split`` is ``"train"`` (training loss per logging step) or ``"validation"``
+    (validation loss per evaluation).
+    """
+    rows = []
+    for h in history or []:
+        if h.get("loss") is not None:
+            rows.append(
+                {"step": h["step"], "epoch": h.get("epoch"), "split": "train", "loss": h["loss"]}
+            )
+        if h.get("eval_loss") is not None:
+            rows.append(
+                {
+                    "step": h["step"],
+                    "epoch": h.get("epoch"),
+                    "split": "validation",
+                    "loss": h["eval_loss"],
+                }
+            )
+    return pd.DataFrame(rows, columns=["step", "epoch", "split", "loss"])
+
+
+METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc")
+
+
+def _number(value: Any) -> float:
+    return (
+        float(value) if isinstance(value, int | float) and not isinstance(value, bool) else np.nan
+    )
+
+
+def _series(data: dict[str, Any]) -> str:
+    if data.get("series"):
+        return data["series"]
+    experiment, x = data.get("experiment"), data.get("x")
+    if experiment == "label_quality":
+        return "labels" if isinstance(x, str) else "confidence"
+    return {"data_size": "data size"}.get(experiment, experiment or "single")
