@@ -8,7 +8,7 @@ import pytest
 from curation import pipeline
 from data.store import Workspace
 from tests.conftest import NEGATIVE, POSITIVE, make_prepared
-from tests.test_app import app, home, launched  # noqa: F401 - fixtures
+from tests.test_app import app
 
 DUPLICATE = "The hotel room was clean and the bed was comfortable"
 
@@ -75,4 +75,4 @@ def test_data_page_maps_annotator_columns_and_can_vote_the_label(home, launched,
     ws = Workspace(home / "crowd")
     assert ws.info()["annotator_columns"] == ["ann1", "ann2", "ann3"]
     assert ws.samples()["label"].tolist() == ["a", "b"] * 6  # the majority vote
-    assert launched and launched[0][1] == "analyze"
+    assert launched and launched[0][0] == "analyze"
