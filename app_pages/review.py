@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pandas as pd
 import streamlit as st
 
 from app_pages.common import require_workspace, reviewer
@@ -429,21 +430,22 @@ def review_card() -> None:
     start = (pos // PAGE_SIZE) * PAGE_SIZE
     page, _ = ws.review_queue(offset=start, limit=PAGE_SIZE, count_cap=0, **queue_filters())
     page = page.assign(**{"#": range(start + 1, start + 1 + len(page))})
+    table = page[
+        [
+            "#",
+            "original_label",
+            "label",
+            "predicted_label",
+            "predicted_prob",
+            "label_quality",
+            "is_label_issue",
+            "reviewed",
+            "excluded",
+            "text",
+        ]
+    ].reset_index(drop=True)
     st.dataframe(
-        page[
-            [
-                "#",
-                "original_label",
-                "label",
-                "predicted_label",
-                "predicted_prob",
-                "label_quality",
-                "is_label_issue",
-                "reviewed",
-                "excluded",
-                "text",
-            ]
-        ],
+        highlight_row(table, pos - start),
         hide_index=True,
         width="stretch",
         key=f"rv_table_{start}",
@@ -458,6 +460,19 @@ def review_card() -> None:
     # Inside the fragment: a card action reruns only the fragment, and the bulk preview must
     # not go stale.
     bulk_panel()
+
+
+def highlight_row(table: pd.DataFrame, row: int) -> Any:
+    """The table styled with row ``row`` (the card's sample) shaded, so it is easy to find."""
+    shade = "background-color: rgba(255, 75, 75, 0.14); font-weight: 600"
+
+    def style(r: pd.Series) -> list[str]:
+        return [shade if r.name == row else ""] * len(r)
+
+    # Styler formats replace column_config's number formats, so the formats are repeated here.
+    return table.style.apply(style, axis=1).format(
+        {"predicted_prob": "{:.2f}", "label_quality": "{:.3f}"}, na_rep=""
+    )
 
 
 BULK_PLAN_LIMIT = 50_000  # above this, planning the preview would slow every card action
