@@ -54,6 +54,7 @@ from machine import describe  # noqa: E402
 from curation import methods as M  # noqa: E402
 from curation.issues import score_labels  # noqa: E402
 from curation.probs import EncoderSettings, _fold_ids, embed_texts  # noqa: E402
+from curation.text_features import text_features  # noqa: E402
 from data.demo import demo_csv_path  # noqa: E402
 from data.readers import read_table  # noqa: E402
 
@@ -389,7 +390,7 @@ def _contested_pairs(frame, x, pairs, contested, qualities, flags, seconds, args
 def prepare(texts: list[str], x: np.ndarray) -> dict:
     """The label-independent parts, timed: LSA text matrix and the neighbour graph."""
     t = time.perf_counter()
-    text_matrix = M.text_features(texts)
+    text_matrix = text_features(texts)
     t_text = time.perf_counter() - t
     t = time.perf_counter()
     neighbors = M._nearest(x, M.vote_k(len(texts)))
@@ -414,13 +415,14 @@ import json, resource, sys, time
 import numpy as np
 sys.path.insert(0, {root!r})
 from curation import methods as M
+from curation.text_features import text_features
 texts = json.load(open({texts!r}))
 y = np.load({labels!r})
 n = len(texts)
 x = np.random.default_rng(0).normal(size=(n, 384)).astype(np.float32)
 x /= np.linalg.norm(x, axis=1, keepdims=True)
 out = {{"rows": n}}
-t = time.perf_counter(); tm = M.text_features(texts); out["text_features_seconds"] = time.perf_counter() - t
+t = time.perf_counter(); tm = text_features(texts); out["text_features_seconds"] = time.perf_counter() - t
 t = time.perf_counter(); nb = M._nearest(x, M.vote_k(n)); out["neighbors_seconds"] = time.perf_counter() - t
 for method in {methods!r}:
     times = []

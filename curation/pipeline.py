@@ -182,7 +182,7 @@ def analyze(
 
 def _text_matrix(texts: list[str], cache: Any, tick: Progress) -> np.ndarray:
     """The label-independent text features, from the workspace's array cache when it has them."""
-    from curation.methods import text_features, text_features_key
+    from curation.text_features import text_features, text_features_key
 
     if not hasattr(cache, "get_array"):
         return text_features(texts, progress=tick)

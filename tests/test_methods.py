@@ -16,6 +16,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from curation import methods as M  # noqa: E402
+from curation import text_features as TF  # noqa: E402
 from curation.probs import embed_texts  # noqa: E402
 from tests.conftest import NEGATIVE, POSITIVE  # noqa: E402
 
@@ -68,7 +69,7 @@ def test_cached_text_matrix_and_graph_give_the_same_probabilities(data):
         labels,
         method="ensemble",
         features=features,
-        text_matrix=M.text_features(texts),
+        text_matrix=TF.text_features(texts),
         neighbors=neighbors,
     )
     assert np.allclose(fresh, cached)
@@ -90,13 +91,13 @@ def test_a_relabel_never_changes_the_relabelled_rows_own_component_probabilities
 
 def test_text_features_are_label_free_cacheable_and_keyed_by_the_texts(data):
     texts, _, _ = data
-    matrix = M.text_features(texts)
+    matrix = TF.text_features(texts)
     assert matrix.dtype == np.float32 and matrix.shape[0] == len(texts)
-    assert 1 <= matrix.shape[1] <= M.TEXT_DIMS
-    assert np.allclose(matrix, M.text_features(texts))
-    assert M.text_features_key(texts) == M.text_features_key(list(texts))
-    assert M.text_features_key(texts) != M.text_features_key(texts[::-1])
-    assert M.text_features(["", ""]).shape == (2, 1)  # no vocabulary: a constant column
+    assert 1 <= matrix.shape[1] <= TF.TEXT_DIMS
+    assert np.allclose(matrix, TF.text_features(texts))
+    assert TF.text_features_key(texts) == TF.text_features_key(list(texts))
+    assert TF.text_features_key(texts) != TF.text_features_key(texts[::-1])
+    assert TF.text_features(["", ""]).shape == (2, 1)  # no vocabulary: a constant column
 
 
 def test_pooling_weights_follow_the_informative_component():
