@@ -283,9 +283,10 @@ def _classifier_dir(model_dir: str) -> Path:
     if not folder.is_dir():
         raise CliError(f"No model folder at {folder}. {fix}")
     try:
-        config_path = classifier_dir(folder) / "config.json"
+        found = classifier_dir(folder)
     except FileNotFoundError as exc:
         raise CliError(str(exc)) from exc
+    config_path = found / "config.json"
     try:
         config = json.loads(config_path.read_text())
     except (OSError, ValueError) as exc:
@@ -293,11 +294,11 @@ def _classifier_dir(model_dir: str) -> Path:
     architectures = config.get("architectures") or []
     if not any(str(a).endswith("ForSequenceClassification") for a in architectures):
         raise CliError(
-            f"{config_path.parent} holds a {', '.join(map(str, architectures)) or 'model'} without a "
+            f"{found} holds a {', '.join(map(str, architectures)) or 'model'} without a "
             f"classification head (its config.json has no *ForSequenceClassification "
             f"architecture and id2label of your classes). {fix}"
         )
-    return config_path.parent
+    return found
 
 
 def _training_max_length(model_dir: Path) -> int | None:

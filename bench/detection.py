@@ -561,7 +561,8 @@ def _summary_lines(rows: pd.DataFrame, contested: dict | None) -> list[str]:
             "3 classes; target >= 0.30)"
         )
         if "logreg" in pairs["methods"]:
-            line += f", the plain recipe run the same way {_p_at(pairs, 'logreg', 'three_class')}"
+            plain_3 = pairs["methods"]["logreg"]["three_class"]["p_at_plain_recall"]
+            line += f", the plain recipe run the same way {plain_3:.3f}"
         if "two_class" in ours:
             line += (
                 f"; from a 2-class analysis of the pairs alone `{default}` reaches "
@@ -650,11 +651,6 @@ def _finetune_lines(runs: list[dict]) -> list[str]:
             + "."
         )
     return out + [""]
-
-
-def _p_at(pairs: dict, method: str, view: str) -> str:
-    r = pairs["methods"].get(method, {}).get(view)
-    return "–" if r is None else f"{r['p_at_plain_recall']:.3f}"
 
 
 def _contested_lines(c: dict) -> list[str]:
