@@ -271,14 +271,6 @@ def _consensus(annotators: pd.DataFrame, probs: np.ndarray, label_names: list[st
     return annotator_consensus(annotators, label_names=label_names, pred_probs=probs)
 
 
-def analyze_frame(
-    texts: list[str], labels: list[str], *, label_names: list[str], **options: Any
-) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """:func:`analyze`, returning ``(rows, timings)`` (the CLI's table and its figures)."""
-    result = analyze(texts, labels, label_names=label_names, **options)
-    return result.rows, result.summary["timings"]
-
-
 def analyze_workspace(
     ws: Any,
     *,
