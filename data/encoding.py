@@ -22,7 +22,7 @@ import pandas as pd
 
 from data.table import DataError, rows, verb
 
-__all__ = ["Decoded", "decode", "locate_invalid_bytes"]
+__all__ = ["FALLBACK_ERRORS", "Decoded", "decode", "locate_invalid_bytes"]
 
 # Starts of common binary files, with what to tell a user who gave one as a text table.
 _BINARY_SIGNATURES = (
@@ -48,7 +48,8 @@ def _fallback_char(byte: int) -> str:
 
 
 _FALLBACK_CHARS = tuple(_fallback_char(b) for b in range(256))
-_FALLBACK_ERRORS = "second-look-cp1252-fallback"
+# The codecs error handler that decodes invalid UTF-8 bytes as Windows-1252 (bytes.decode).
+FALLBACK_ERRORS = "second-look-cp1252-fallback"
 
 
 def _cp1252_fallback(err: UnicodeError) -> tuple[str, int]:
@@ -59,7 +60,7 @@ def _cp1252_fallback(err: UnicodeError) -> tuple[str, int]:
     return "".join(_FALLBACK_CHARS[b] for b in bad), err.end
 
 
-codecs.register_error(_FALLBACK_ERRORS, _cp1252_fallback)
+codecs.register_error(FALLBACK_ERRORS, _cp1252_fallback)
 
 
 @dataclass
@@ -134,7 +135,7 @@ def decode(data: bytes, source: str, name: str) -> Decoded:
     except UnicodeDecodeError:
         pass
     return Decoded(
-        body.decode("utf-8", _FALLBACK_ERRORS),
+        body.decode("utf-8", FALLBACK_ERRORS),
         "utf-8",
         replaced=body.decode("utf-8", "replace"),
         body=body,

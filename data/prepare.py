@@ -22,7 +22,7 @@ import pandas as pd
 
 from data.table import DataError, ReadResult, rows, verb
 
-__all__ = ["SPLITS", "PreparedDataset", "prepare_dataset"]
+__all__ = ["SPLITS", "PreparedDataset", "lonely_labels", "prepare_dataset"]
 
 SPLITS = ("train", "test", "validation")
 _SPLIT_ALIASES = {
@@ -66,6 +66,8 @@ class PreparedDataset:
     # Columns holding individual annotators' labels (multi-annotator data); they stay in
     # ``meta`` too, so the analysis can run cleanlab's CROWDLAB consensus on them.
     annotator_columns: list[str] = field(default_factory=list)
+    # Labels with a single row: the analysis refuses them, so the import does not start it.
+    lonely_labels: list[str] = field(default_factory=list)
 
 
 def _scalar_str(value: Any) -> str | None:
@@ -194,7 +196,8 @@ def _clean_labels(raw: pd.Series, column: str) -> pd.Series:
 
 def _clean_ids(raw: pd.Series, column: str) -> pd.Series:
     ids = _to_strings(raw)
-    missing = ids.isna().to_numpy()
+    # An empty id names nothing (and a CSV cannot tell it from a missing one).
+    missing = (ids.isna() | ids.eq("")).to_numpy()
     if missing.any():
         raise DataError(
             f"{rows(missing.sum())} {verb(missing.sum(), 'have')} no id in column {column!r} "
@@ -251,13 +254,7 @@ def _make_split(labels: np.ndarray, test_size: float, seed: int) -> tuple[np.nda
     codes, uniques = pd.factorize(labels)
     counts = np.bincount(codes, minlength=len(uniques))
     eligible = np.flatnonzero(counts[codes] >= 2)
-    warnings = []
-    singletons = [str(u) for u, c in zip(uniques, counts, strict=True) if c < 2]
-    if singletons:
-        warnings.append(
-            f"{len(singletons):,} labels have only one row ({', '.join(singletons[:5])}); "
-            "those rows are all in train."
-        )
+    warnings = []  # labels with one row (kept in train) are named by _prepare's warning
     try:
         _, test = train_test_split(
             eligible, test_size=test_size, random_state=seed, stratify=codes[eligible]
@@ -360,7 +357,37 @@ def prepare_dataset(
     _check_columns(frame, roles)
     if len(frame) == 0:
         raise DataError("The table has no rows. Check that you chose the right file.")
+    if isinstance(raw, ReadResult):
+        frame = _as_spelled(frame, raw.spellings, [c for c in roles.values() if c is not None])
     return _prepare(frame, roles, warnings, encoding, affected, test_size, seed, drop_empty_text)
+
+
+def _as_spelled(
+    frame: pd.DataFrame, spellings: dict[str, list[str | None]], columns: list[str]
+) -> pd.DataFrame:
+    """The frame with numbers in the chosen columns as spelled in the file (JSON ``1.50``
+    stays the id "1.50", not "1.5"); metadata columns keep the numbers."""
+    spelled = [c for c in columns if c in spellings]
+    if not spelled:
+        return frame
+    frame = frame.copy(deep=False)
+    for column in spelled:
+        values = frame[column].to_numpy(dtype=object, copy=True)
+        literal = np.array(spellings[column], dtype=object)
+        has = np.array([v is not None for v in spellings[column]], dtype=bool)
+        values[has] = literal[has]
+        frame[column] = pd.Series(values, index=frame.index, dtype=object)
+    return frame
+
+
+def lonely_labels(labels: Sequence[str]) -> list[str]:
+    """Labels held by a single row: no out-of-sample model can learn them.
+
+    >>> lonely_labels(["a", "a", "b", "c", "c"])
+    ['b']
+    """
+    counts = pd.Series(list(labels), dtype=object).value_counts()
+    return sorted(str(label) for label in counts.index[counts.to_numpy() == 1])
 
 
 def _plain(column: pd.Series) -> np.ndarray | pd.api.extensions.ExtensionArray:
@@ -411,6 +438,13 @@ def _prepare(
         split, notes = _make_split(labels.to_numpy(dtype=object), test_size, seed)
         split_seed, used_test_size = seed, test_size
     warnings.extend(notes)
+    lonely = lonely_labels(labels)
+    if lonely:
+        warnings.append(
+            f"The label(s) {', '.join(repr(v) for v in lonely[:10])} have a single row. The "
+            "analysis needs at least two rows per label to score it out-of-sample: relabel "
+            "that row in review, or add rows of that label, before analysing."
+        )
     fixed = np.zeros(len(frame), dtype=bool)
     fixed[np.asarray(affected, dtype=np.int64)] = True
     # Annotator columns stay in meta: the analysis reads them from there.
@@ -440,6 +474,7 @@ def _prepare(
         encoding=encoding,
         dropped_rows=len(frame) - len(positions),
         annotator_columns=annotators,
+        lonely_labels=lonely,
     )
 
 

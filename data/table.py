@@ -35,7 +35,12 @@ class ReadResult:
     warnings : list of str
         Human-readable warnings to show before import.
     affected_rows : list of int
-        0-based positions (in ``frame``) of rows whose bytes were not valid UTF-8.
+        0-based positions (in ``frame``) of rows whose bytes were not valid UTF-8 (or whose
+        strings held lone surrogates), so their text was decoded with a fallback.
+    spellings : dict of str to list
+        JSON only: for a column holding numbers, each row's number as spelled in the file
+        (``"1.50"``, ``"1e3"``), ``None`` where the cell was not a number. ``frame`` has the
+        numbers; ids, texts and labels take the spelling, so nothing the user typed changes.
     """
 
     frame: pd.DataFrame
@@ -43,6 +48,7 @@ class ReadResult:
     encoding: str
     warnings: list[str] = field(default_factory=list)
     affected_rows: list[int] = field(default_factory=list)
+    spellings: dict[str, list[str | None]] = field(default_factory=dict)
 
 
 def rows(n: int) -> str:

@@ -68,11 +68,12 @@ def test_csv_reads_values_and_types(tmp_path):
     assert result.encoding == "utf-8" and result.affected_rows == [] and result.warnings == []
     frame = result.frame
     assert list(frame.columns) == ["id", "text", "label", "score"]
-    # Leading zeros are kept (ids); "NA" is text, not missing; numbers are numbers.
+    # Every cell is the text in the file: leading zeros are kept (ids), "NA" is text, and
+    # numbers keep their spelling; only an empty cell is missing.
     assert frame["id"].tolist() == ["007", "008"]
     assert frame["text"].tolist() == ["hi, there", "NA"]
-    assert frame["label"].tolist() == [1, 0]
-    assert frame["score"].iloc[0] == 0.5 and np.isnan(frame["score"].iloc[1])
+    assert frame["label"].tolist() == ["1", "0"]
+    assert frame["score"].iloc[0] == "0.5" and pd.isna(frame["score"].iloc[1])
 
 
 def test_tsv_and_semicolon_csv(tmp_path):
@@ -186,7 +187,9 @@ def test_demo_file_imports_with_encoding_report():
     assert result.encoding == "utf-8 (cp1252 fallback for 4,934 rows)"
     assert len(result.affected_rows) == 4934
     assert "4,934 rows" in result.warnings[0]
-    assert result.frame["confidence"].dtype == np.float64
+    # The crowd confidence stays the text in the file ("0.7547"): an export writes it back
+    # as it was; the experiments read it with pd.to_numeric.
+    assert result.frame["confidence"].iloc[0] == "0.7547"
     prepared = prepare_dataset(result, text_column=DEMO_TEXT_COLUMN, label_column=DEMO_LABEL_COLUMN)
     frame = prepared.frame
     assert len(frame) == 38158 and list(frame.columns) == COLUMNS
