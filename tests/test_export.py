@@ -46,20 +46,36 @@ def test_provenance_columns_and_changes(workspace):
     assert frame["changed"].sum() == 1
 
 
-def test_csv_neutralises_formulas():
+def test_csv_for_spreadsheets_neutralises_formulas_in_cells_and_headers():
     frame = pd.DataFrame(
-        {"text": ['=HYPERLINK("http://x")', "+1", "-2", "@SUM(A1)", "fine"], "n": [1, 2, 3, 4, 5]}
+        {
+            "text": ['=HYPERLINK("http://x")', "+1", "-2", "@SUM(A1)", "fine"],
+            "n": [1, 2, 3, 4, 5],
+            '=HYPERLINK("http://evil")': ["a", "b", "c", "d", "e"],
+        }
     )
-    out = pd.read_csv(io.BytesIO(to_bytes(frame, "csv")), encoding="utf-8-sig")
+    data = to_bytes(frame, "csv-spreadsheet")
+    assert data.startswith(b"\xef\xbb\xbf")  # a BOM, for Excel
+    out = pd.read_csv(io.BytesIO(data), encoding="utf-8-sig")
     assert all(not str(v).startswith(("=", "+", "-", "@")) for v in out["text"])
     assert out["text"].tolist()[-1] == "fine"
+    assert out.columns[-1] == '\'=HYPERLINK("http://evil")'
     assert neutralize_formulas(frame)["n"].tolist() == [1, 2, 3, 4, 5]
+
+
+def test_plain_csv_keeps_formula_like_cells_exactly():
+    texts = ["@user hi", "=1+1", "+7", "-0", "\tindented", "\rcarriage", "a\rb", "fine"]
+    frame = pd.DataFrame({"text": texts, "=HYPERLINK(1)": texts})
+    data = to_bytes(frame, "csv")
+    assert not data.startswith(b"\xef\xbb\xbf")
+    back = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False)
+    assert back["text"].tolist() == texts and list(back.columns) == list(frame.columns)
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_every_format_round_trips(workspace, tmp_path, fmt):
-    path = export_dataset(workspace, tmp_path / f"out.{fmt}")
-    if fmt == "csv":
+    path = export_dataset(workspace, tmp_path / f"out.{fmt}", fmt=fmt)
+    if fmt.startswith("csv"):
         back = pd.read_csv(path, encoding="utf-8-sig")
     elif fmt == "jsonl":
         back = pd.DataFrame([json.loads(line) for line in path.read_text().splitlines()])
