@@ -13,6 +13,11 @@ models that training runs saved. The database holds:
   label version (the last event id) each analysis used;
 - ``jobs`` / ``runs``: background work and training runs with their config, progress, metrics.
 
+A damaged database (truncated, overwritten, failing ``PRAGMA quick_check``) is refused on open
+with one :class:`DamagedWorkspace`; ``backups/`` holds consistent snapshots, and
+:func:`restore_workspace` puts the newest back with every newer label event that can still be
+read (see :mod:`data.store.backup`).
+
 Every public write commits before it returns: when the UI says "saved", the change is on disk
 (``synchronous=FULL``), so killing the process or closing the browser loses nothing acknowledged.
 
@@ -23,16 +28,20 @@ Example
 >>> ws.undo(reviewer="ana")                                              # doctest: +SKIP
 """
 
+from data.store.backup import plan_restore, restore_workspace
 from data.store.base import (
     ACTIONS,
     DB_NAME,
     JOB_KINDS,
     JOB_STATUSES,
     ORDERS,
+    DamagedWorkspace,
     StoreError,
+    diagnose,
     list_workspaces,
     now,
     slugify,
+    workspace_problem,
     workspaces_root,
 )
 from data.store.workspace import Workspace
@@ -43,10 +52,15 @@ __all__ = [
     "JOB_KINDS",
     "JOB_STATUSES",
     "ORDERS",
+    "DamagedWorkspace",
     "StoreError",
     "Workspace",
+    "diagnose",
     "list_workspaces",
     "now",
+    "plan_restore",
+    "restore_workspace",
     "slugify",
+    "workspace_problem",
     "workspaces_root",
 ]

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
+import shlex
 import sqlite3
 import threading
+import unicodedata
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,8 +30,70 @@ JOB_STATUSES = ("queued", "running", "done", "failed", "cancelled")
 ORDERS = ("quality", "uncertainty", "random", "row")
 
 
+# Tables every workspace has (``knn`` is left out: opening a version-2 workspace adds it).
+REQUIRED_TABLES = (
+    "meta",
+    "samples",
+    "samples_fts",
+    "label_events",
+    "embeddings",
+    "analyses",
+    "analysis_results",
+    "jobs",
+    "runs",
+)
+# A whole PRAGMA quick_check reads every page: ~65 ms on the 25 MB demo workspace (38k rows),
+# ~150 ms once it holds an analysis and its embeddings (200 MB), about a second per GB. A
+# larger database gets only its metadata and its label log (the truth) checked on open; damage
+# elsewhere surfaces as an SQLite error that the app and the CLI turn into the same report.
+CORE_TABLES = ("meta", "label_events")
+FULL_CHECK_MAX_BYTES = 256 * 2**20
+SQLITE_MAGIC = b"SQLite format 3\x00"
+# Primary result codes that mean the file itself is damaged (not busy, not a bad query).
+_DAMAGE_CODES = {11: "SQLITE_CORRUPT", 26: "SQLITE_NOTADB"}
+
+
 class StoreError(RuntimeError):
     """A workspace problem the user can act on (missing workspace, unknown sample, ...)."""
+
+
+class DamagedWorkspace(StoreError):
+    """The workspace's database is damaged (truncated, overwritten, failing its checks).
+
+    The message names the workspace, what is wrong and what to do; ``folder``, ``problem``
+    and ``backup`` (the newest :class:`data.store.backup.BackupInfo`, or None) let a UI offer
+    the restore itself.
+    """
+
+    def __init__(self, folder: str | os.PathLike, problem: str):
+        from data.store.backup import newest_backup
+
+        self.folder = Path(folder).resolve()
+        self.problem = problem
+        self.backup = newest_backup(self.folder)
+        _KNOWN_DAMAGE[str(self.folder)] = problem
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        head = f"The workspace '{self.folder.name}' ({self.folder}) is damaged: {self.problem}."
+        if self.backup is None:
+            return (
+                f"{head} There is no backup of it to restore. The damaged file is left as it is; "
+                "import the dataset again into a new workspace (Data page, or `python cli.py "
+                "import`), or choose another workspace."
+            )
+        command = f"python cli.py restore {shlex.quote(str(self.folder))}"
+        return (
+            f"{head} Restore the backup from {self.backup.when}: the Restore button on this "
+            f"workspace's page in the app, or `{command}`. Label events newer than the backup "
+            "that the damaged file still holds are kept, and the damaged file is set aside, "
+            "never deleted."
+        )
+
+
+# Problems found in this process, by folder: the sidebar marks these workspaces as damaged
+# even when their file header looks fine (damage deeper in the file).
+_KNOWN_DAMAGE: dict[str, str] = {}
 
 
 def now() -> str:
@@ -41,19 +106,172 @@ def workspaces_root() -> Path:
     return Path(os.environ.get("SECOND_LOOK_HOME", "workspaces")).expanduser().resolve()
 
 
+_SLUG_BYTES = 64  # well under the 255-byte file-name limit, with room for a suffix
+
+
 def slugify(name: str) -> str:
-    """A folder-safe workspace name: ``"My reviews!"`` -> ``"my-reviews"``."""
-    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
-    return slug or "workspace"
+    """A folder-safe workspace name, one per distinct name in practice.
+
+    Letters and digits of every script are kept (``"Отзывы 2024"`` -> ``"отзывы-2024"``), the
+    rest become ``-``. A name with nothing left (``"!!!"``) or too long for a folder gets a
+    short hash of the whole name, so such names do not all collide in one folder.
+
+    >>> slugify("My reviews!"), slugify("Отзывы"), slugify("!!!") != slugify("???")
+    ('my-reviews', 'отзывы', True)
+    """
+    slug = re.sub(r"[\W_]+", "-", unicodedata.normalize("NFKC", name).lower()).strip("-")
+    digest = hashlib.sha1(name.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    if not slug:
+        return f"workspace-{digest}"
+    if len(slug.encode("utf-8")) <= _SLUG_BYTES:
+        return slug
+    while len(slug.encode("utf-8")) > _SLUG_BYTES:
+        slug = slug[:-1]
+    return f"{slug.rstrip('-')}-{digest}"
 
 
 def list_workspaces(root: str | os.PathLike | None = None) -> list[Path]:
-    """Workspace folders under ``root``, newest first."""
+    """Workspace folders under ``root``, newest first (damaged ones too: see
+    :func:`workspace_problem`)."""
     root = Path(root) if root is not None else workspaces_root()
-    if not root.exists():
+    found = []
+    try:
+        folders = list(root.iterdir()) if root.is_dir() else []
+    except OSError:
         return []
-    found = [p for p in root.iterdir() if (p / DB_NAME).exists()]
-    return sorted(found, key=lambda p: (p / DB_NAME).stat().st_mtime, reverse=True)
+    for folder in folders:
+        try:  # a folder can vanish or be swapped (a restore) between listing and stat
+            found.append((folder, (folder / DB_NAME).stat().st_mtime))
+        except OSError:
+            continue
+    return [p for p, _ in sorted(found, key=lambda item: item[1], reverse=True)]
+
+
+def workspace_problem(folder: str | os.PathLike) -> str | None:
+    """What is wrong with a workspace, as far as is known without opening it, else None.
+
+    Cheap enough for every rerun of the sidebar: damage this process already met when opening
+    it, else what the file's first 100 bytes and size show (see :func:`header_problem`).
+    """
+    folder = Path(folder).resolve()
+    return _KNOWN_DAMAGE.get(str(folder)) or header_problem(folder / DB_NAME)
+
+
+def header_problem(path: Path) -> str | None:
+    """Damage visible in a database file's size and header, else None."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as fh:
+            head = fh.read(100)
+    except OSError as exc:
+        return f"{DB_NAME} cannot be read ({exc.strerror or exc})"
+    if size == 0:
+        return f"{DB_NAME} is empty (0 bytes)"
+    if not head.startswith(SQLITE_MAGIC):
+        return f"{DB_NAME} is not a SQLite database (its header was overwritten)"
+    if len(head) < 100:
+        return f"{DB_NAME} is cut short ({size} bytes, less than its header)"
+    page_size = int.from_bytes(head[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    if page_size < 512 or page_size & (page_size - 1):
+        return f"{DB_NAME}'s header is damaged (page size {page_size})"
+    if size % page_size:
+        return (
+            f"{DB_NAME} is truncated: {size:,} bytes is not a whole number of "
+            f"{page_size:,}-byte pages"
+        )
+    return None
+
+
+def _truncation(path: Path) -> str | None:
+    """A file shorter than its header says (only asked once SQLite found damage: during a
+    checkpoint the header can briefly run ahead of the file)."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as fh:
+            head = fh.read(100)
+        page_size = int.from_bytes(head[16:18], "big")
+        page_size = 65536 if page_size == 1 else page_size
+        pages, counter, valid_for = (int.from_bytes(head[i : i + 4], "big") for i in (28, 24, 92))
+    except (OSError, ValueError):
+        return None
+    if page_size and counter == valid_for and pages > size // page_size:
+        return (
+            f"{DB_NAME} is truncated: it holds {size // page_size:,} of its "
+            f"{pages:,} pages ({size:,} bytes)"
+        )
+    return None
+
+
+def database_problem(conn: sqlite3.Connection, *, full: bool = True) -> str | None:
+    """What PRAGMA quick_check and the schema say is wrong with an open database, else None.
+
+    ``full=False`` checks only :data:`CORE_TABLES` (for very large files). May raise
+    sqlite3.DatabaseError: see :func:`damage_from_error`.
+    """
+    names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    missing = [t for t in REQUIRED_TABLES if t not in names]
+    if missing:
+        return f"{DB_NAME} is not a complete workspace: it lacks the table(s) {', '.join(missing)}"
+    checks = ["PRAGMA quick_check"] if full else [f"PRAGMA quick_check({t})" for t in CORE_TABLES]
+    found = [
+        line
+        for sql in checks
+        for (text,) in conn.execute(sql).fetchall()
+        for line in str(text).splitlines()
+        if line != "ok" and not line.startswith("*** in database")
+    ]
+    if found:
+        more = f" (and {len(found) - 1:,} more problems)" if len(found) > 1 else ""
+        return f"SQLite's integrity check fails: {found[0]}{more}"
+    row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    if row is None:
+        return f"{DB_NAME} has lost its metadata (no schema version)"
+    return None
+
+
+def damage_from_error(exc: sqlite3.Error, path: Path) -> str | None:
+    """What an SQLite error says is wrong with the file at ``path``; None when the error is
+    not damage (busy, locked, permissions, a bad query)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    text = str(exc)
+    damaged = (code is not None and code & 0xFF in _DAMAGE_CODES) or any(
+        words in text for words in ("malformed", "not a database")
+    )
+    if not damaged:
+        return None
+    return explain(path, f"SQLite cannot read {DB_NAME} ({text})")
+
+
+def explain(path: Path, problem: str) -> str:
+    """The plainest account of a damaged file: a truncation or overwritten header when the
+    file shows one, else SQLite's ``problem``."""
+    return header_problem(path) or _truncation(path) or problem
+
+
+def diagnose(folder: str | os.PathLike) -> str | None:
+    """A full check of a workspace's database on a fresh read-only connection: what is wrong,
+    or None when it is sound (or cannot be opened for another reason)."""
+    path = Path(folder) / DB_NAME
+    if not path.exists():
+        return None
+    problem = header_problem(path)
+    if problem is not None:
+        return problem
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            problem = database_problem(conn, full=True)
+        finally:
+            conn.close()
+        return None if problem is None else explain(path, problem)
+    except sqlite3.Error as exc:
+        return damage_from_error(exc, path)
+
+
+def forget_damage(folder: str | os.PathLike) -> None:
+    """Stop marking ``folder`` as damaged (it opened cleanly, or was restored)."""
+    _KNOWN_DAMAGE.pop(str(Path(folder).resolve()), None)
 
 
 def to_json(value: Any) -> str:
@@ -120,9 +338,7 @@ class StoreBase:
                 "or pass the folder of an existing workspace."
             )
         self._lock = threading.RLock()
-        self._conn = self._connect(self.db_path)
-        row = self._conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        version = json.loads(row[0]) if row else None
+        self._conn, version = self._open_checked()
         if version == 2:
             self._migrate_from_2()
             version = SCHEMA_VERSION
@@ -162,6 +378,35 @@ class StoreBase:
         conn.execute("COMMIT")
 
     # -- opening ---------------------------------------------------------------------------
+    def _open_checked(self) -> tuple[sqlite3.Connection, Any]:
+        """Connect, check the database and read its schema version, so that any damage
+        surfaces here, as one :class:`DamagedWorkspace`, not as an SQLite error on a page."""
+        problem = header_problem(self.db_path)
+        if problem is not None:  # before connecting: SQLite would write a header into an empty file
+            raise DamagedWorkspace(self.folder, problem)
+        conn, version = None, None
+        try:
+            conn = self._connect(self.db_path)
+            full = self.db_path.stat().st_size <= FULL_CHECK_MAX_BYTES
+            problem = database_problem(conn, full=full)
+            if problem is None:
+                sql = "SELECT value FROM meta WHERE key = 'schema_version'"
+                version = json.loads(conn.execute(sql).fetchone()[0])
+        except ValueError:
+            problem = f"{DB_NAME}'s schema version is garbled"
+        except sqlite3.Error as exc:
+            if conn is not None:
+                conn.close()
+            problem = damage_from_error(exc, self.db_path)
+            if problem is None:
+                raise StoreError(f"Could not open the workspace at {self.folder}: {exc}.") from exc
+            raise DamagedWorkspace(self.folder, problem) from exc
+        if problem is not None:
+            conn.close()
+            raise DamagedWorkspace(self.folder, explain(self.db_path, problem))
+        forget_damage(self.folder)
+        return conn, version
+
     @staticmethod
     def _connect(path: Path) -> sqlite3.Connection:
         conn = sqlite3.connect(

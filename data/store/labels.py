@@ -58,6 +58,31 @@ class LabelsMixin:
             out[col] = bool(out[col])
         return out
 
+    def sample_ids(self, ext_ids: Sequence[str]) -> list[int]:
+        """The store's ids of the samples with these ids as the user typed them (``ext_id``).
+
+        Raises
+        ------
+        StoreError
+            Naming the ids that are not in the workspace.
+        """
+        wanted = [str(e) for e in ext_ids]
+        found: dict[str, int] = {}
+        for part in chunks(wanted, 500):
+            marks = ",".join("?" * len(part))
+            for row in self._read(
+                f"SELECT ext_id, id FROM samples WHERE ext_id IN ({marks})", list(part)
+            ):
+                found[row["ext_id"]] = int(row["id"])
+        missing = [e for e in wanted if e not in found]
+        if missing:
+            shown = ", ".join(repr(e) for e in missing[:5]) + (", ..." if len(missing) > 5 else "")
+            raise StoreError(
+                f"No sample with id {shown} in this workspace. Ids are matched exactly as "
+                "imported (see the id column of an export)."
+            )
+        return [found[e] for e in wanted]
+
     # -- label events ---------------------------------------------------------------------
     def relabel(
         self, sample_id: int, new_label: str, *, reviewer: str, action: str = "relabel"
@@ -97,7 +122,9 @@ class LabelsMixin:
                     f"Unknown label {label!r} for sample {sample_id}; valid: {sorted(labels)}."
                 )
         batch_id = uuid.uuid4().hex
-        return self._write(self._append_events, actions, reviewer, batch_id, None)
+        event_ids = self._write(self._append_events, actions, reviewer, batch_id, None)
+        self._backup_if_due(len(event_ids))
+        return event_ids
 
     def _append_events(
         self,
@@ -170,19 +197,19 @@ class LabelsMixin:
 
     def rebuild_state(self) -> None:
         """Recompute every sample's current state from the event log alone."""
+        self._write(self.rebuild_from_log)
 
-        def rebuild(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "UPDATE samples SET label = original_label, excluded = 0, reviewed = 0,"
-                " reviewer = NULL, reviewed_at = NULL, n_reviewers = 0, conflict = 0,"
-                " disagrees = (predicted_label IS NOT NULL AND predicted_label != original_label)"
-            )
-            for (sample_id,) in conn.execute(
-                "SELECT DISTINCT sample_id FROM label_events"
-            ).fetchall():
-                self._refresh_state(conn, int(sample_id))
-
-        self._write(rebuild)
+    @classmethod
+    def rebuild_from_log(cls, conn: sqlite3.Connection) -> None:
+        """:meth:`rebuild_state` inside the caller's transaction (a restore uses it on a
+        database that is not open as a Workspace yet)."""
+        conn.execute(
+            "UPDATE samples SET label = original_label, excluded = 0, reviewed = 0,"
+            " reviewer = NULL, reviewed_at = NULL, n_reviewers = 0, conflict = 0,"
+            " disagrees = (predicted_label IS NOT NULL AND predicted_label != original_label)"
+        )
+        for (sample_id,) in conn.execute("SELECT DISTINCT sample_id FROM label_events").fetchall():
+            cls._refresh_state(conn, int(sample_id))
 
     def undo(self, *, reviewer: str) -> list[int]:
         """Revert ``reviewer``'s last action (a whole batch) by appending events.
@@ -192,7 +219,9 @@ class LabelsMixin:
         event ids (empty when there is nothing left to undo).
         """
         reviewer = check_reviewer(reviewer)
-        return self._write(self._undo, reviewer)
+        event_ids = self._write(self._undo, reviewer)
+        self._backup_if_due(len(event_ids))
+        return event_ids
 
     def _undo(self, conn: sqlite3.Connection, reviewer: str) -> list[int]:
         row = conn.execute(

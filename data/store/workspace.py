@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from data.store.analysis import AnalysisMixin
+from data.store.backup import BackupMixin
 from data.store.base import DB_NAME, SCHEMA_VERSION, StoreBase, StoreError, now, to_json
 from data.store.jobs import JobsMixin
 from data.store.labels import LabelsMixin
@@ -18,7 +19,7 @@ from data.store.review import ReviewMixin
 from data.store.schema import SCHEMA
 
 
-class Workspace(LabelsMixin, ReviewMixin, AnalysisMixin, JobsMixin, StoreBase):
+class Workspace(LabelsMixin, ReviewMixin, AnalysisMixin, JobsMixin, BackupMixin, StoreBase):
     """One imported dataset and everything done to it, in a folder.
 
     Thread-safe within a process (one connection behind a lock, because Streamlit serves
@@ -112,4 +113,6 @@ class Workspace(LabelsMixin, ReviewMixin, AnalysisMixin, JobsMixin, StoreBase):
             raise
         conn.close()
         os.replace(tmp_path, db_path)  # the workspace appears whole or not at all
-        return cls(folder)
+        ws = cls(folder)
+        ws.backup()  # from the first moment, a damaged file can be restored
+        return ws
