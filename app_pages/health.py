@@ -8,6 +8,7 @@ import plotly.express as px
 import streamlit as st
 
 from app_pages.common import require_workspace
+from app_pages.plain import plain, plain_chart
 
 st.title("Dataset health")
 ws = require_workspace()
@@ -53,9 +54,9 @@ cols[4].metric(
     delta_arrow="off",
 )
 st.caption(
-    f"Analysis {latest['id']} ({summary.get('method', latest['method'])}) at "
+    f"Analysis {latest['id']} ({plain(summary.get('method', latest['method']))}) at "
     f"{latest['created_at'][:19]} UTC on label version {latest['label_version']}; "
-    f"{summary.get('encoder', '')}."
+    f"{plain(summary.get('encoder', ''))}."
 )
 
 tab_noise, tab_dups, tab_outliers, tab_annot = st.tabs(
@@ -97,6 +98,8 @@ with tab_noise:
         )
     if matrix:
         frame = pd.DataFrame(**matrix) if "data" in matrix else pd.DataFrame(matrix)
+        # Plotly reads HTML tags in tick labels: class names are escaped for it.
+        frame = frame.rename(index=plain_chart, columns=plain_chart)
         st.subheader("Which class is confused with which")
         st.caption(
             "Rows: the given label; columns: the label cleanlab estimates is true. Off-diagonal "
@@ -134,7 +137,9 @@ with tab_dups:
                 head = f"Group {int(group)} · {len(g)} texts"
                 if g["conflicting"].iloc[0]:
                     head += (
-                        " · :red[conflicting labels: " + ", ".join(sorted(set(g["label"]))) + "]"
+                        " · :red[conflicting labels: "
+                        + ", ".join(plain(lab) for lab in sorted(set(g["label"])))
+                        + "]"
                     )
                 st.markdown(head)
                 # One text per label first, so a conflicting group shows its conflict.
@@ -144,7 +149,7 @@ with tab_dups:
                     with col:
                         st.text(row["text"])
                         st.caption(
-                            f"id {row['ext_id']} · **{row['label']}**"
+                            f"id {plain(row['ext_id'])} · **{plain(row['label'])}**"
                             + (" · reviewed" if row["reviewed"] else "")
                             + (" · excluded" if row["excluded"] else "")
                         )

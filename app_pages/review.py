@@ -15,6 +15,7 @@ import streamlit as st
 
 from app_pages.common import require_workspace, reviewer
 from app_pages.keys import review_keys
+from app_pages.plain import plain
 
 st.title("Review")
 ws = require_workspace()
@@ -197,7 +198,9 @@ def act(action: str, label_index: int | None = None) -> None:
         ws.relabel(sample_id, label, reviewer=who, action=action)
     # The store has committed: only now tell the reviewer it is saved.
     stack.append(pos)
-    st.session_state["rv_toast"] = f"Saved: {action} → {label}" if label else f"Saved: {action}"
+    st.session_state["rv_toast"] = (
+        f"Saved: {action} → {plain(label)}" if label else f"Saved: {action}"
+    )
     st.session_state["rv_last_acted"] = sample_id
 
 
@@ -208,12 +211,13 @@ def move(delta: int) -> None:
 
 def metrics_row(item: Any) -> None:
     cols = st.columns(5)
-    cols[0].metric("Original label", item["original_label"])
-    cols[1].metric("Current label", item["label"])
+    # Metric values and deltas render markdown too.
+    cols[0].metric("Original label", plain(item["original_label"]))
+    cols[1].metric("Current label", plain(item["label"]))
     if isinstance(item["predicted_label"], str):  # None before any analysis
         cols[2].metric(
             "Model predicts",
-            item["predicted_label"],
+            plain(item["predicted_label"]),
             f"p = {item['predicted_prob']:.2f}",
             delta_color="off",
             delta_arrow="off",
@@ -228,7 +232,7 @@ def metrics_row(item: Any) -> None:
     status = "excluded" if item["excluded"] else ("reviewed" if item["reviewed"] else "—")
     if item["conflict"]:
         status = "conflict"
-    who_when = f" by {item['reviewer']}" if item["reviewer"] else None
+    who_when = f" by {plain(item['reviewer'])}" if item["reviewer"] else None
     cols[4].metric("Status", status, who_when, delta_color="off", delta_arrow="off")
 
 
@@ -262,9 +266,9 @@ def explain(item: Any) -> None:
     notes = []
     if item["is_label_issue"]:
         notes.append(
-            f"cleanlab flags the label: the model gives '{item['label']}' only "
+            f"cleanlab flags the label: the model gives '{plain(item['label'])}' only "
             f"p {_p(result.get('given_prob'))} and predicts "
-            f"'{item['predicted_label']}' at p = {item['predicted_prob']:.2f}"
+            f"'{plain(item['predicted_label'])}' at p = {item['predicted_prob']:.2f}"
         )
     if item["is_outlier"]:
         notes.append("an **outlier**: far from every other text in embedding space")
@@ -273,7 +277,7 @@ def explain(item: Any) -> None:
         notes.append(f"in near-duplicate group {int(item['dup_group'])} ({kind})")
     if result.get("consensus_label"):
         notes.append(
-            f"annotators' consensus (CROWDLAB): '{result['consensus_label']}', quality "
+            f"annotators' consensus (CROWDLAB): '{plain(result['consensus_label'])}', quality "
             f"{result.get('consensus_quality') or 0:.2f}"
         )
     if notes:
@@ -285,7 +289,7 @@ def explain(item: Any) -> None:
         agree = int((near["label"] == item["label"]).sum())
         st.caption(
             f"Nearest texts in embedding space: {agree} of {len(near)} carry the current label "
-            f"'{item['label']}' (labels as they are now; ✓ = reviewed)."
+            f"'{plain(item['label'])}' (labels as they are now; ✓ = reviewed)."
         )
         st.dataframe(
             near.assign(
@@ -307,20 +311,25 @@ def action_buttons(item: Any, pos: int, total: int, disabled: bool) -> None:
     """The card's actions; each label shows its key (the keys themselves go through
     :func:`on_key`, which never loses a press)."""
     buttons: list[tuple[str, str, tuple, str]] = [
-        (f"Keep '{item['label']}' · K", "rv_keep", ("confirm",), "Confirm the current label")
+        (f"Keep '{plain(item['label'])}' · K", "rv_keep", ("confirm",), "Confirm the current label")
     ]
     suggestion = item["predicted_label"]
     if isinstance(suggestion, str) and suggestion != item["label"]:
         buttons.append(
             (
-                f"Accept suggestion '{suggestion}' · A",
+                f"Accept suggestion '{plain(suggestion)}' · A",
                 "rv_accept",
                 ("accept",),
                 "Take the model's prediction",
             )
         )
     buttons += [
-        (f"{name} · {i + 1}", f"rv_label_{i}", ("relabel", i), f"Relabel as '{name}'")
+        (
+            f"{plain(name)} · {i + 1}",
+            f"rv_label_{i}",
+            ("relabel", i),
+            f"Relabel as '{plain(name)}'",
+        )
         for i, name in enumerate(names[:9])
         if name != item["label"]
     ]
@@ -412,8 +421,8 @@ def review_card() -> None:
     who = reviewer()
     with st.container(border=True):
         st.markdown(
-            f"**Sample {pos + 1:,} of {shown(total)}** · id `{item['ext_id']}` · "
-            f"split {item['split']}" + (" · double review" if item["overlap"] else "")
+            f"**Sample {pos + 1:,} of {shown(total)}** · id {plain(item['ext_id'])} · "
+            f"split {plain(item['split'])}" + (" · double review" if item["overlap"] else "")
         )
         # Plain text only: data never renders as HTML or markdown.
         st.text(item["text"])
@@ -537,7 +546,7 @@ def bulk_panel() -> None:
         ):
             events = ws.bulk_apply(action=action, new_label=label, reviewer=who, **filters)
             st.session_state["rv_toast"] = (
-                f"Saved: {choice} on {len(events):,} rows. One Undo (U) reverts them all."
+                f"Saved: {plain(choice)} on {len(events):,} rows. One Undo (U) reverts them all."
             )
             reset_position()
             st.rerun()

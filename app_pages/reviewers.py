@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import pandas as pd
 import streamlit as st
 
 from app_pages.common import open_workspace, require_workspace, reviewer
+from app_pages.plain import plain, plain_chart
 from curation.reviewing import agreement, disagreements, remaining_errors
 
 st.title("Reviewers")
@@ -16,16 +16,6 @@ ws = require_workspace()
 names = ws.label_names
 PAGE_SIZE = 20
 OPEN, ALL = "open conflicts", "all disagreements"
-
-
-def code(value: Any) -> str:
-    """Data (labels, reviewer names, ids) as a markdown code span: shown literally."""
-    return "`" + str(value).replace("`", "'") + "`"
-
-
-def escape(value: Any) -> str:
-    """Data in a widget label (which renders markdown) with its markdown characters escaped."""
-    return re.sub(r"([\\`*_{}\[\]()#+\-.!|~<>$:=])", r"\\\1", str(value))
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -71,7 +61,9 @@ else:
             ),
         },
     )
-    fig = px.bar(progress, x="reviewer", y="actions", text_auto=True)
+    # Plotly reads HTML tags in tick labels: reviewer names are escaped for it.
+    chart = progress.assign(reviewer=progress["reviewer"].map(plain_chart))
+    fig = px.bar(chart, x="reviewer", y="actions", text_auto=True)
     fig.update_layout(height=200, margin=dict(l=0, r=0, t=10, b=0), xaxis_title=None)
     st.plotly_chart(fig, width=min(900, 160 + 80 * len(progress)))
 
@@ -149,7 +141,7 @@ st.caption(
 
 def resolve(sample_id: int, label: str) -> None:
     ws.relabel(sample_id, label, reviewer=reviewer(), action="resolve")
-    st.session_state["rvw_toast"] = f"Resolved as {label}."
+    st.session_state["rvw_toast"] = f"Resolved as {plain(label)}."
 
 
 def card(row: pd.Series, who: str) -> None:
@@ -158,26 +150,27 @@ def card(row: pd.Series, who: str) -> None:
     with st.container(border=True):
         status = "open conflict" if row["conflict"] else "settled"
         predicted = row["predicted_label"]
-        model = f" · model {code(predicted)}" if isinstance(predicted, str) else ""
+        model = f" · model {plain(predicted)}" if isinstance(predicted, str) else ""
         st.markdown(
-            f"**Sample {code(row['ext_id'])}** · {status} · current {code(row['label'])} · "
-            f"original {code(row['original_label'])}{model}"
+            f"**Sample {plain(row['ext_id'])}** · {status} · current {plain(row['label'])} · "
+            f"original {plain(row['original_label'])}{model}"
         )
         st.text(row["text"])  # plain text: data never renders as markdown or HTML
         if chosen:
             st.markdown(
-                "Reviewers: " + " · ".join(f"{code(r)} → {code(lab)}" for r, lab in chosen.items())
+                "Reviewers: "
+                + " · ".join(f"{plain(r)} → {plain(lab)}" for r, lab in chosen.items())
             )
         with st.container(horizontal=True):
             for i, name in enumerate(names):
                 by = [r for r, lab in chosen.items() if lab == name]
                 st.button(
-                    f"Resolve as {escape(name)}",
+                    f"Resolve as {plain(name)}",
                     key=f"resolve_{sid}_{i}",
                     on_click=resolve,
                     args=(sid, name),
                     disabled=not who,
-                    help=f"Chosen by {', '.join(by)}" if by else None,
+                    help=f"Chosen by {', '.join(plain(r) for r in by)}" if by else None,
                 )
 
 

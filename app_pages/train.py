@@ -32,6 +32,7 @@ from app_pages.common import (
     run_metrics,
     run_title,
 )
+from app_pages.plain import plain
 from training.config import TrainingConfig
 from training.device import resolve_device, resolve_precision
 from training.experiments import (
@@ -200,7 +201,7 @@ st.markdown(
 st.subheader("Settings")
 config, error = config_form("tr")
 if error:
-    st.error(error, icon=":material/error:")
+    st.error(plain(error), icon=":material/error:")  # it quotes the value typed
 else:
     st.session_state[TRAIN_CONFIG_KEY] = config.to_dict()
 
@@ -245,7 +246,7 @@ if config is not None and not option_error:
         )
     except ValueError as exc:
         plan_error = str(exc)
-        st.error(plan_error)
+        st.error(plain(plan_error))
 if summary is not None:
     device = resolve_device(config.device)
     precision = resolve_precision(config.precision, device)
@@ -288,7 +289,7 @@ def job_panel() -> None:
     if last_exp is not None and (last is None or last_exp["id"] > last["id"]):
         last = last_exp
     if last is not None and last["status"] == "failed":
-        st.error(f"The last training job failed: {last['error']}")
+        st.error(f"The last training job failed: {plain(last['error'])}")
     elif last is not None and last["status"] == "cancelled":
         st.info(f"Job {last['id']} was cancelled; runs it finished are kept.")
 
@@ -471,7 +472,7 @@ with right:
         probs = classify(chosen["model_dir"], sentence, length)
         st.metric(
             "Predicted label",
-            str(probs.idxmax()),
+            plain(probs.idxmax()),  # a metric's value renders markdown too
             f"{probs.max():.1%} probability",
             delta_color="off",
             delta_arrow="off",

@@ -85,7 +85,7 @@ def test_disagreement_is_listed_and_resolved_by_a_named_reviewer(ws):
     at = app(REVIEWERS)
     # The conflicting sample is shown as plain text with both reviewers' labels.
     assert [t.value for t in at.text] == [ws.sample(0)["text"]]
-    assert "`ana` → `negative`" in markdown(at) and "`bo` → `positive`" in markdown(at)
+    assert "ana → negative" in markdown(at) and "bo → positive" in markdown(at)
     positive = ws.label_names.index("positive")
     button = at.button(key=f"resolve_0_{positive}")
     assert button.disabled  # no reviewer name yet

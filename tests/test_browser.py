@@ -564,3 +564,73 @@ def test_keys_pressed_before_a_server_restart_are_not_replayed(
         assert list(events["action"]) == ["accept"] * 3 + ["confirm"]
     finally:
         ws.close()
+
+
+# Every link and image on the page, SVG ones (Plotly's) included.
+LINKS_AND_IMAGES_JS = """() => [...document.querySelectorAll('a, img, image')].map(e =>
+    e.getAttribute('href') || e.getAttribute('xlink:href') || e.getAttribute('src') || '')"""
+
+
+@pytest.fixture
+def hostile_server(tmp_path):
+    """A real server on a workspace whose names and values are hostile strings."""
+    from tests.test_plain_text import hostile_workspace
+
+    home = tmp_path / "home"
+    hostile_workspace(home).close()
+    srv = StreamlitServer(home, tmp_path / "streamlit.log")
+    try:
+        srv.start()
+        yield srv.url
+    finally:
+        srv.stop()
+
+
+def test_hostile_data_shows_as_plain_text_in_a_real_browser(hostile_server, page):
+    """Label names, ids, reviewer names and the rest show as typed: no link or image to
+    evil.example, no HTML, no script run; checked on the Review card (after an action, so its
+    toast too), the Reviewers page and the Data page."""
+    from playwright.sync_api import expect
+
+    from tests.test_plain_text import LABELS, LINK, REVIEWERS, SCRIPT, WORKSPACE_NAME
+
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+
+    def check(*expected: str) -> None:
+        wait_for_idle(page)
+        page.wait_for_timeout(1000)  # lazy plugins (KaTeX, emoji) load after the first draw
+        assert [u for u in page.evaluate(LINKS_AND_IMAGES_JS) if "evil.example" in u] == []
+        assert page.locator("[data-testid='stMain'] img[src='x']").count() == 0
+        assert page.locator("[data-testid='stMain'] script").count() == 0
+        assert page.locator("[data-testid='stMain'] strong:text-is('bold')").count() == 0
+        # What a reader sees (the invisible word joiners plain() adds left out).
+        text = page.locator("[data-testid='stApp']").inner_text().replace("\u2060", "")
+        for value in expected:
+            assert value in text, f"{value!r} is not shown as typed"
+
+    page.goto(f"{hostile_server}/review")
+    name = page.locator("[data-testid='stSidebar']").get_by_role(
+        "textbox", name="Reviewer name", exact=True
+    )
+    name.fill(REVIEWERS[0])
+    name.press("Enter")
+    keep = page.get_by_role("button", name=re.compile(r"^Keep '"), disabled=False)
+    expect(keep).to_be_visible(timeout=UI_TIMEOUT_MS)
+    check(f"Keep '{LABELS[1]}' · K", "Sample 1 of", SCRIPT, REVIEWERS[1])
+    page.locator(".st-key-rv_label_0 button").first.click()  # relabel as LABELS[0] (key 1)
+    toast = page.get_by_test_id("stToast")  # drawn outside the app's own container
+    expect(toast).to_contain_text("Saved: relabel")
+    assert f"Saved: relabel → {LABELS[0]}" in toast.inner_text().replace("\u2060", "")
+    check()
+    screenshot(page, "plain-text-review")
+
+    page.goto(f"{hostile_server}/reviewers")
+    expect(page.get_by_text("Disagreements to settle")).to_be_visible(timeout=UI_TIMEOUT_MS)
+    check(f"{REVIEWERS[1]} → {LABELS[1]}", f"Resolve as {LABELS[2]}")
+    screenshot(page, "plain-text-reviewers")
+
+    page.goto(hostile_server)
+    expect(page.get_by_text("Workspace:")).to_be_visible(timeout=UI_TIMEOUT_MS)
+    check(f"Workspace: {WORKSPACE_NAME}", f"Source: {LINK}")
+    assert dialogs == []
