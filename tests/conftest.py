@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pandas as pd
 import pytest
+from streamlit.testing.v1 import AppTest
 
+from data.store import Workspace
 from training.config import TrainingConfig
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -118,3 +122,107 @@ def launched(monkeypatch):
     monkeypatch.setattr(jobs, "launch", fake_launch)
     monkeypatch.setattr(jobs, "reap", lambda ws: None)
     return calls
+
+
+@pytest.fixture
+def data_dir(tmp_path, monkeypatch):
+    """The server's data folder (``SECOND_LOOK_DATA_DIR``): the Data page's path box reads
+    only inside it, and shows no box without it."""
+    folder = tmp_path / "data-dir"
+    folder.mkdir()
+    monkeypatch.setenv("SECOND_LOOK_DATA_DIR", str(folder))
+    return folder
+
+
+@pytest.fixture
+def downloads(monkeypatch):
+    """``payload(download_button)``: the bytes an AppTest download button would serve.
+
+    AppTest keeps served files in a media store that it drops after each run; recording the
+    stores it creates lets a test read what a user would have downloaded.
+    """
+    import streamlit.testing.v1.app_test as app_test
+    from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+
+    stores = []
+
+    class Recording(MemoryMediaFileStorage):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            stores.append(self)
+
+    monkeypatch.setattr(app_test, "MemoryMediaFileStorage", Recording)
+
+    def payload(button) -> bytes:
+        name = button.proto.url.rsplit("/", 1)[-1]
+        for store in reversed(stores):
+            try:
+                return bytes(store.get_file(name).content)
+            except Exception:  # noqa: BLE001 - not in this run's store; try an earlier one
+                continue
+        raise KeyError(f"no served file {name!r}")
+
+    return payload
+
+
+def scramble_derived_state(ws) -> None:
+    """Overwrite every row's derived (materialised) review state with wrong values, behind the
+    store's back, so a test of ``rebuild_state`` can only pass if it recomputes from the log."""
+    import sqlite3
+
+    with sqlite3.connect(ws.db_path) as conn:
+        conn.execute(
+            "UPDATE samples SET label = original_label, excluded = 1 - excluded,"
+            " reviewed = 1 - reviewed, reviewer = 'nobody', reviewed_at = NULL,"
+            " n_reviewers = 7, conflict = 1 - conflict"
+        )
+
+
+# --------------------------------------------------------------------------- AppTest
+
+TIMEOUT = 60
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def add_analysis(ws: Workspace) -> None:
+    rows = ws.samples()
+    n = len(rows)
+    quality = np.linspace(0.01, 0.99, n)
+    flipped = {"positive": "negative", "negative": "positive"}
+    ws.save_analysis(
+        pd.DataFrame(
+            {
+                "sample_id": rows["id"],
+                "label_used": rows["label"],
+                "predicted_label": [
+                    flipped[lab] if q < 0.2 else lab
+                    for lab, q in zip(rows["label"], quality, strict=True)
+                ],
+                "predicted_prob": 0.9,
+                "given_prob": quality,
+                "label_quality": quality,
+                "is_label_issue": quality < 0.2,
+            }
+        ),
+        method="test",
+        settings={},
+        label_version=ws.label_version(),
+        summary={"n_issues": int((quality < 0.2).sum()), "timings": {}},
+    )
+
+
+@pytest.fixture
+def analysed(home, sentiment_prepared):
+    ws = Workspace.create(home / "reviews", sentiment_prepared, name="reviews")
+    add_analysis(ws)
+    return ws
+
+
+def app(page: str | None = None) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    at.run()
+    if page:
+        at.switch_page(page)
+        at.run()
+    assert not at.exception, at.exception
+    return at

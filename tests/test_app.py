@@ -7,61 +7,14 @@ recorder so no background process starts.
 
 from __future__ import annotations
 
-from pathlib import Path
+import io
+import re
 
-import numpy as np
 import pandas as pd
 import pytest
-from streamlit.testing.v1 import AppTest
 
 from data.store import Workspace
-
-TIMEOUT = 60
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def add_analysis(ws: Workspace) -> None:
-    rows = ws.samples()
-    n = len(rows)
-    quality = np.linspace(0.01, 0.99, n)
-    flipped = {"positive": "negative", "negative": "positive"}
-    ws.save_analysis(
-        pd.DataFrame(
-            {
-                "sample_id": rows["id"],
-                "label_used": rows["label"],
-                "predicted_label": [
-                    flipped[lab] if q < 0.2 else lab
-                    for lab, q in zip(rows["label"], quality, strict=True)
-                ],
-                "predicted_prob": 0.9,
-                "given_prob": quality,
-                "label_quality": quality,
-                "is_label_issue": quality < 0.2,
-            }
-        ),
-        method="test",
-        settings={},
-        label_version=ws.label_version(),
-        summary={"n_issues": int((quality < 0.2).sum()), "timings": {}},
-    )
-
-
-@pytest.fixture
-def analysed(home, sentiment_prepared):
-    ws = Workspace.create(home / "reviews", sentiment_prepared, name="reviews")
-    add_analysis(ws)
-    return ws
-
-
-def app(page: str | None = None) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
-    at.run()
-    if page:
-        at.switch_page(page)
-        at.run()
-    assert not at.exception, at.exception
-    return at
+from tests.conftest import app
 
 
 def test_data_page_opens_the_demo_in_one_click(home, launched):
@@ -79,13 +32,13 @@ def test_data_page_opens_the_demo_in_one_click(home, launched):
     assert any("Rows" == m.label for m in at.metric)
 
 
-def test_data_page_imports_a_csv_from_a_path(home, launched, tmp_path):
-    path = tmp_path / "tickets.csv"
+def test_data_page_imports_a_csv_from_a_path(home, launched, data_dir):
+    path = data_dir / "tickets.csv"
     pd.DataFrame({"body": [f"ticket {i}" for i in range(20)], "queue": ["a", "b"] * 10}).to_csv(
         path, index=False
     )
     at = app()
-    at.text_input(key="import_path").input(str(path)).run()
+    at.text_input(key="import_path").input("tickets.csv").run()
     at.selectbox(key="map_text").select("body")
     at.selectbox(key="map_label").select("queue")
     at.text_input(key="ws_name").input("tickets")
@@ -95,12 +48,37 @@ def test_data_page_imports_a_csv_from_a_path(home, launched, tmp_path):
     assert ws.counts()["n"] == 20 and ws.label_names == ["a", "b"]
 
 
-def test_data_page_shows_a_clear_error_for_bad_input(home, tmp_path):
-    path = tmp_path / "empty.csv"
+def test_data_page_shows_a_clear_error_for_bad_input(home, data_dir):
+    path = data_dir / "empty.csv"
     path.write_text("")
     at = app()
     at.text_input(key="import_path").input(str(path)).run()
     assert at.error and "empty" in at.error[0].value.lower()
+
+
+def test_data_page_has_no_path_box_without_a_data_folder(home, monkeypatch):
+    monkeypatch.delenv("SECOND_LOOK_DATA_DIR", raising=False)
+    at = app()
+    assert not [t for t in at.text_input if t.key == "import_path"]
+
+
+def test_path_box_reads_only_inside_the_data_folder(home, data_dir, tmp_path):
+    secret = tmp_path / "service-account.json"
+    secret.write_text('[{"text": "private_key", "label": "-----BEGIN PRIVATE KEY-----"}]')
+    (data_dir / "link.json").symlink_to(secret)
+    (data_dir / "ok.csv").write_text("text,label\na,x\nb,y\n")
+    at = app()
+    messages = {}
+    for attempt in ["../service-account.json", str(secret), "link.json", "no-such-file.json"]:
+        at.text_input(key="import_path").input(attempt).run()
+        assert not at.exception, at.exception
+        assert len(at.error) == 1 and not at.dataframe, attempt
+        # The same words as for a missing file, so the box tells nothing about elsewhere.
+        messages[attempt] = re.sub(r"folder '.*' in the", "folder PATH in the", at.error[0].value)
+        assert "private" not in at.error[0].value
+    assert len(set(messages.values())) == 1, messages
+    at.text_input(key="import_path").input("ok.csv").run()
+    assert not at.error and at.dataframe
 
 
 def test_flags_page_summarises_the_analysis(analysed, launched):
@@ -209,11 +187,23 @@ def test_train_page_lists_runs_with_metrics(analysed):
     assert any(m.label == "Accuracy" and m.value == "0.800" for m in at.metric)
 
 
-def test_export_page_offers_the_curated_download(analysed):
+def test_export_page_download_is_the_curated_dataset(analysed, downloads):
     analysed.relabel(0, "negative", reviewer="ana")
+    analysed.set_excluded(1, reviewer="ana")
     at = app("app_pages/export.py")
     assert not at.exception
-    assert at.get("download_button")
+    button = next(b for b in at.get("download_button") if b.proto.id.endswith("download_dataset"))
+    back = pd.read_csv(io.BytesIO(downloads(button)), dtype=str, keep_default_na=False)
+    rows = analysed.samples()
+    assert back["id"].tolist() == rows["ext_id"].tolist()
+    assert back["text"].tolist() == rows["text"].tolist()
+    assert back.loc[0, "label"] == "negative" and back.loc[0, "original_label"] != "negative"
+    assert back.loc[1, "excluded"] == "True" and back["excluded"].tolist().count("True") == 1
+    # The spreadsheet variant is chosen explicitly and says that it changes cells.
+    at.radio(key="export_format").set_value("csv-spreadsheet").run()
+    assert any("changes those cells" in w.value for w in at.warning)
+    button = next(b for b in at.get("download_button") if b.proto.id.endswith("download_dataset"))
+    assert downloads(button).startswith(b"\xef\xbb\xbf")
 
 
 def test_review_bulk_action_previews_then_applies_as_one_undo(analysed):
@@ -241,3 +231,17 @@ def test_review_orders_and_my_queue(analysed):
     at.button(key="rv_keep").click().run()
     assert at.text[0].value != first  # the reviewed row left bo's queue
     assert analysed.counts()["reviewed"] == 1
+
+
+def test_data_page_imports_under_long_non_latin_and_punctuation_names(home, launched, data_dir):
+    (data_dir / "t.csv").write_text("text,label\ngood,a\nbad,b\nfine,a\nawful,b\n")
+    at = app()
+    at.text_input(key="import_path").input("t.csv").run()
+    names = ["x" * 300, "Отзывы клиентов", "!!!", "???"]
+    for name in names:
+        at.text_input(key="ws_name").input(name)
+        at.button(key="do_import").click().run()
+        assert not at.exception and not at.error, (name, at.exception, at.error)
+    folders = sorted(p for p in home.iterdir() if (p / "store.sqlite").exists())
+    assert len(folders) == 4  # one each: no collision, no "file name too long"
+    assert sorted(Workspace(f).name for f in folders) == sorted(names)

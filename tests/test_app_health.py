@@ -7,8 +7,7 @@ import pytest
 
 from curation import pipeline
 from data.store import Workspace
-from tests.conftest import NEGATIVE, POSITIVE, make_prepared
-from tests.test_app import app
+from tests.conftest import NEGATIVE, POSITIVE, app, make_prepared
 
 DUPLICATE = "The hotel room was clean and the bed was comfortable"
 
@@ -52,10 +51,10 @@ def test_review_card_explains_a_row_with_its_neighbours(real, launched):  # noqa
     assert any(t.value.startswith("Annotators:") for t in at.text)
 
 
-def test_data_page_maps_annotator_columns_and_can_vote_the_label(home, launched, tmp_path):  # noqa: F811
+def test_data_page_maps_annotator_columns_and_can_vote_the_label(home, launched, data_dir):  # noqa: F811
     import pandas as pd
 
-    path = tmp_path / "crowd.csv"
+    path = data_dir / "crowd.csv"
     pd.DataFrame(
         {
             "body": [f"text number {i}" for i in range(12)],

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from data.store import Workspace
-from tests.test_app import add_analysis, app
+from tests.conftest import add_analysis, app
 
 REVIEWERS = "app_pages/reviewers.py"
 AUDIT = "app_pages/audit.py"

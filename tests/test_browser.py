@@ -574,7 +574,7 @@ LINKS_AND_IMAGES_JS = """() => [...document.querySelectorAll('a, img, image')].m
 @pytest.fixture
 def hostile_server(tmp_path):
     """A real server on a workspace whose names and values are hostile strings."""
-    from tests.test_plain_text import hostile_workspace
+    from tests.hostile import hostile_workspace
 
     home = tmp_path / "home"
     hostile_workspace(home).close()
@@ -592,7 +592,7 @@ def test_hostile_data_shows_as_plain_text_in_a_real_browser(hostile_server, page
     toast too), the Reviewers page and the Data page."""
     from playwright.sync_api import expect
 
-    from tests.test_plain_text import LABELS, LINK, REVIEWERS, SCRIPT, WORKSPACE_NAME
+    from tests.hostile import LABELS, LINK, REVIEWERS, SCRIPT, WORKSPACE_NAME
 
     dialogs: list[str] = []
     page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))

@@ -232,3 +232,53 @@ def test_analyze_takes_a_method_and_names_the_valid_ones(tmp_path):
     assert {"is_outlier", "dup_group"} <= set(scores.columns)
     bad = cli(*args, "--method", "magic", "--out", str(out))
     assert bad.returncode == 2 and "valid: ensemble" in bad.stderr
+
+
+def test_import_analyze_review_export_runs_headless(tmp_path):
+    """The whole loop without a browser: ids as typed, the reviewer's change in the export."""
+    texts = POSITIVE + NEGATIVE
+    labels = ["pos"] * len(POSITIVE) + ["neg"] * len(NEGATIVE)
+    labels[2] = "neg"  # a planted flip
+    ids = [f"{i}.50" if i % 2 else f"+{i}" for i in range(len(texts))]  # numbers to the eye
+    data = tmp_path / "reviews.csv"
+    pd.DataFrame({"id": ids, "review": texts, "stars": labels, "note": "@keep"}).to_csv(
+        data, index=False
+    )
+    home = tmp_path / "home"
+    proc = cli(
+        "import", str(data), "--name", "Reviews ✓", "--text-column", "review",
+        "--label-column", "stars", "--id-column", "id", "--home", str(home),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    folder = Path(proc.stdout.strip())
+    assert folder.parent == home and "24 rows" in proc.stderr
+
+    proc = cli("analyze", str(folder), "--folds", "3")
+    assert proc.returncode == 0, proc.stderr
+    assert "likely label errors" in proc.stderr
+
+    proc = cli("review", str(folder), "--all", "--limit", "3")
+    assert proc.returncode == 0 and proc.stdout.count("\n") == 4, proc.stdout  # header + 3
+    proc = cli("review", str(folder), "--id", "+2", "--label", "pos", "--reviewer", "ana")
+    assert proc.returncode == 0, proc.stderr
+    proc = cli("review", str(folder), "--id", "3.50", "--exclude", "--reviewer", "ana")
+    assert proc.returncode == 0, proc.stderr
+    proc = cli("review", str(folder), "--id", "2", "--keep", "--reviewer", "ana")
+    assert proc.returncode == 2 and "No sample with id '2'" in proc.stderr  # typed, not parsed
+
+    out = tmp_path / "curated.csv"
+    proc = cli("export", str(folder), "--format", "csv", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    back = pd.read_csv(out, dtype=str, keep_default_na=False)
+    assert back["id"].tolist() == ids and back["text"].tolist() == texts
+    assert back.loc[2, "label"] == "pos" and back.loc[2, "original_label"] == "neg"
+    assert back.loc[3, "excluded"] == "True" and back.loc[3, "label"] == "pos"
+    assert set(back["note"]) == {"@keep"}  # no formula prefix in the exact CSV
+
+
+def test_import_refuses_bad_input_with_a_clear_message(tmp_path):
+    data = tmp_path / "notes.txt"
+    data.write_text("one\ntwo\n")
+    proc = cli("import", str(data), "--text-column", "t", "--label-column", "y")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "Save or rename the file" in proc.stderr

@@ -76,8 +76,12 @@ def test_child_command_is_plain_python_or_one_process_per_gpu(workspace):
     assert multi[1:4] == ["-m", "accelerate.commands.launch", "--multi_gpu"]
     assert multi[multi.index("--num_processes") + 1] == "4"
     assert multi[-4:] == ["-m", "training.jobs", str(workspace.folder), "7"]
-    # No GPU here: training stays single-process; analysis never asks torch.
-    assert jobs.gpus_for("train", {"config": TINY.to_dict()}) == 1
+    # Training uses every visible GPU (one process on a CPU-only machine); analysis and CPU
+    # training stay single-process whatever the machine has.
+    import torch
+
+    visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    assert jobs.gpus_for("train", {"config": TINY.to_dict()}) == max(1, visible)
     assert jobs.gpus_for("analyze", {}) == 1
     assert jobs.gpus_for("train", {"config": {"device": "cpu"}}) == 1
     with pytest.raises(ValueError, match="gpus"):

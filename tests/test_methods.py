@@ -13,6 +13,8 @@ import os
 import numpy as np
 import pytest
 
+from training.device import resolve_device
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from curation import methods as M  # noqa: E402
@@ -182,7 +184,7 @@ def test_finetune_predicts_every_row_from_a_model_that_never_saw_it(data):
     )
     assert probs.shape == (len(texts), 2) and np.allclose(probs.sum(1), 1.0)
     ft = info["components"]["finetune"]
-    assert ft["rows_cap"] == 8 and ft["device"] == "cpu"
+    assert ft["rows_cap"] == 8 and ft["device"] == resolve_device("auto")
     assert [f["train_rows"] for f in ft["folds"]] == [8, 8]
     assert sum(f["predict_rows"] for f in ft["folds"]) == len(texts)
     assert ft["config"]["max_train_samples"] == 8 and ft["config"]["validation_fraction"] == 0
