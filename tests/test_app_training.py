@@ -15,7 +15,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from data.store import Workspace
-from tests.conftest import NEGATIVE, POSITIVE
+from tests.conftest import NEGATIVE, POSITIVE, app
 from training.config import TrainingConfig
 
 TIMEOUT = 60
@@ -28,15 +28,6 @@ def ws(home, sentiment_prepared):
     workspace = Workspace.create(home / "reviews", sentiment_prepared, name="reviews")
     yield workspace
     workspace.close()
-
-
-def app(page: str) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
-    at.run()
-    at.switch_page(page)
-    at.run()
-    assert not at.exception, at.exception
-    return at
 
 
 def scores(accuracy: float, n: int) -> dict:

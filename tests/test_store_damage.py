@@ -13,7 +13,6 @@ import sys
 import threading
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -30,6 +29,7 @@ from data.store import (
     workspace_problem,
 )
 from data.store.backup import BACKUP_DIR, BACKUP_NAME
+from tests.conftest import add_analysis
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -205,27 +205,6 @@ def backup_version(path: Path) -> int:
         conn.close()
 
 
-def save_analysis(ws: Workspace) -> int:
-    rows = ws.samples()
-    quality = np.linspace(0.01, 0.99, len(rows))
-    return ws.save_analysis(
-        pd.DataFrame(
-            {
-                "sample_id": rows["id"],
-                "label_used": rows["label"],
-                "predicted_label": rows["label"],
-                "predicted_prob": 0.9,
-                "given_prob": quality,
-                "label_quality": quality,
-                "is_label_issue": quality < 0.2,
-            }
-        ),
-        method="test",
-        settings={},
-        label_version=ws.label_version(),
-    )
-
-
 def test_backups_follow_the_import_the_analyses_and_the_review(tmp_path, sentiment_prepared):
     ws = Workspace.create(tmp_path / "ws", sentiment_prepared)
     newest = ws.folder / BACKUP_DIR / BACKUP_NAME
@@ -235,7 +214,7 @@ def test_backups_follow_the_import_the_analyses_and_the_review(tmp_path, sentime
     ws.wait_for_backup()
     assert backup_version(newest) == 0 and not (newest.parent / f"{BACKUP_NAME}.1").exists()
 
-    save_analysis(ws)  # after each analysis, with the labels it used
+    add_analysis(ws)  # after each analysis, with the labels it used
     conn = sqlite3.connect(newest)
     assert conn.execute("SELECT COUNT(*) FROM analyses").fetchone()[0] == 1
     conn.close()
