@@ -24,6 +24,7 @@ from app_pages.common import (
     launch_training,
     require_workspace,
 )
+from data.records import RunRecord
 from training.config import TrainingConfig
 from training.reporting import METRICS, aggregate_runs, runs_frame
 
@@ -42,20 +43,18 @@ def job_choice(frame: pd.DataFrame, runs: list[dict], experiment: str, key: str)
         return None
 
     def label(job_id: Any) -> str:
-        mine = [r for r in runs if r.get("job_id") == job_id and r["status"] == "done"]
-        config = (mine[0].get("config") or {}) if mine else {}
-        when = (mine[-1].get("finished_at") or "")[:16].replace("T", " ") if mine else ""
+        mine = [r for r in runs if r.job_id == job_id and r.done]
+        config = mine[0].config if mine else {}
+        when = (mine[-1].finished_at or "")[:16].replace("T", " ") if mine else ""
         technique = config.get("technique", "")
         return f"job {int(job_id)} · {len(mine)} runs · {technique} {when}".strip()
 
     return st.selectbox("Experiment", ids, format_func=label, key=key)
 
 
-def shared_rows(runs: list[dict], job_id: Any) -> str:
+def shared_rows(runs: list[RunRecord], job_id: Any) -> str:
     """A caption naming the test rows every run of the job was scored on."""
-    data = [
-        r.get("data") or {} for r in runs if r.get("job_id") == job_id and r["status"] == "done"
-    ]
+    data = [r.data for r in runs if r.job_id == job_id and r.done]
     hashes = {d.get("eval_ids_hash") for d in data}
     rows = {d.get("eval_rows") for d in data}
     verified = {d.get("verified_rows") for d in data}

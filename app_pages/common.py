@@ -13,6 +13,7 @@ from typing import Any
 import streamlit as st
 
 from app_pages.plain import plain, plain_chart
+from data.records import RunRecord
 from data.store import (
     DamagedWorkspace,
     StoreError,
@@ -401,7 +402,7 @@ def job_progress(ws: Workspace, job: dict[str, Any], *, key: str) -> dict[str, A
     st.info(job_status_line(job))
     runs = ws.runs(job_id=job["id"])
     run = runs[-1] if runs else None
-    progress = (run or {}).get("progress") or {}
+    progress = run.progress if run is not None else {}
     step, steps, loss = progress.get("step"), progress.get("total_steps"), progress.get("loss")
     within = progress_fraction(progress) or 0.0
     job_progress_ = job.get("progress") or {}
@@ -455,16 +456,9 @@ METRIC_LABELS = {
 }
 
 
-def run_metrics(run: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """A run's (test, verified) metrics; runs recorded before the split have only the test."""
-    metrics = run.get("metrics") or {}
-    return metrics.get("test") or metrics, metrics.get("verified") or {}
-
-
-def run_title(run: dict[str, Any]) -> str:
-    data, config = run.get("data") or {}, run.get("config") or {}
-    technique = data.get("technique") or config.get("technique")
-    parts = [f"run {run['id']}", run.get("name") or ""]
+def run_title(run: RunRecord) -> str:
+    technique = run.data.get("technique") or run.config.get("technique")
+    parts = [f"run {run.id}", run.name]
     if technique:
         parts.append(technique)
     return " · ".join(p for p in parts if p)

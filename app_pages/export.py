@@ -7,10 +7,13 @@ import shlex
 import streamlit as st
 
 from app_pages.common import require_workspace
+from app_pages.plain import plain
 from data.export import (
     DEFAULT_LABEL_FIELD,
+    FORMAT_TITLES,
     FORMATS,
     INSTRUCTION_FORMATS,
+    SUFFIXES,
     curated_frame,
     default_system_prompt,
     model_archive,
@@ -31,7 +34,9 @@ st.markdown(
     "`predicted_label`; metadata columns follow."
 )
 
-fmt = st.radio("Format", FORMATS, horizontal=True, key="export_format")
+fmt = st.radio(
+    "Format", FORMATS, format_func=FORMAT_TITLES.get, horizontal=True, key="export_format"
+)
 include_meta = st.checkbox("Include metadata columns", value=True, key="export_meta")
 
 
@@ -47,23 +52,33 @@ preview, payload = export_payload(
     str(ws.folder), (ws.label_version(), latest and latest["id"]), fmt, include_meta
 )
 st.dataframe(preview, hide_index=True, width="stretch")
+suffix = SUFFIXES.get(fmt, fmt)
 if fmt == "csv":
     st.caption(
-        "CSV cells starting with = + - @ are prefixed with ' so a spreadsheet shows them "
-        "as text instead of running them as formulas."
+        "Exact: reads back to the same ids, texts, labels and metadata with pandas or any CSV "
+        "reader. To open it in Excel or LibreOffice, choose *CSV for spreadsheets* instead."
+    )
+elif fmt == "csv-spreadsheet":
+    st.warning(
+        "For opening in a spreadsheet only: cells and headers starting with = + - @ (or a tab "
+        "or carriage return) get a leading ' so they are shown as text instead of run as "
+        "formulas. That changes those cells (on the demo, every tweet starting with @): "
+        "export *CSV (exact)* to train on or to re-import."
     )
 st.download_button(
-    f"Download curated dataset (.{fmt})",
+    f"Download curated dataset (.{suffix})",
     data=payload,
-    file_name=f"{slugify(ws.name)}-curated.{fmt}",
+    file_name=f"{slugify(ws.name)}-curated.{suffix}",
     mime={"csv": "text/csv", "jsonl": "application/jsonl", "parquet": "application/octet-stream"}[
-        fmt
+        suffix
     ],
     type="primary",
     key="download_dataset",
 )
-st.caption(
-    f"From the command line: `python cli.py export {ws.folder} --format {fmt} --out curated.{fmt}`"
+st.caption("From the command line:")
+st.code(
+    f"python cli.py export {shlex.quote(str(ws.folder))} --format {fmt} --out curated.{suffix}",
+    language="bash",
 )
 
 st.subheader("Instruction-tuning data")
@@ -88,7 +103,7 @@ split = None if split_choice == "all splits" else split_choice
 try:
     prompt_default = default_system_prompt(label_field, ws.label_names)
 except ValueError as exc:
-    st.error(str(exc))
+    st.error(plain(exc))  # it quotes the label field or a label name
     st.stop()
 system_prompt = st.text_area(
     "System prompt (chat)",
@@ -133,30 +148,32 @@ split_arg = f" --split {split}" if split else ""
 field_arg = (
     f" --label-field {shlex.quote(label_field)}" if label_field != DEFAULT_LABEL_FIELD else ""
 )
-st.caption(
-    f"From the command line: `python cli.py export {ws.folder} --format chat{split_arg}"
-    f"{field_arg} --out chat.jsonl`"
+st.caption("From the command line:")
+st.code(
+    f"python cli.py export {shlex.quote(str(ws.folder))} --format chat{split_arg}"
+    f"{field_arg} --out chat.jsonl",
+    language="bash",
 )
 
 st.subheader("Trained models")
-runs = [r for r in ws.runs() if r["status"] == "done" and r["model_dir"]]
+runs = [r for r in ws.runs() if r.done and r.model_dir]
 if not runs:
     st.caption("No trained model yet: train one on the **Train** page.")
 else:
     choice = st.selectbox(
         "Model",
-        [r["id"] for r in reversed(runs)],
+        [r.id for r in reversed(runs)],
         key="export_run",
         format_func=lambda i: next(
-            f"run {r['id']}: {r['name']} (accuracy {(r['metrics'] or {}).get('accuracy', 0):.3f})"
+            f"run {r.id}: {r.name} (accuracy {r.test.get('accuracy') or 0:.3f})"
             for r in runs
-            if r["id"] == i
+            if r.id == i
         ),
     )
     run = ws.run(choice)
-    st.caption(f"Folder: `{run['model_dir']}` (load it with `from_pretrained`).")
+    st.caption(f"Folder: {plain(run.model_dir)} (load it with `from_pretrained`).")
     if st.button("Prepare model download", key="prepare_model"):
-        st.session_state["model_zip"] = (choice, model_archive(run["model_dir"]))
+        st.session_state["model_zip"] = (choice, model_archive(run.model_dir))
     prepared = st.session_state.get("model_zip")
     if prepared and prepared[0] == choice:
         st.download_button(

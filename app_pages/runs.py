@@ -16,9 +16,9 @@ from app_pages.common import (
     METRIC_LABELS,
     TECHNIQUE_LABELS,
     require_workspace,
-    run_metrics,
     run_title,
 )
+from data.records import RunRecord
 from training.config import DEFAULT_LEARNING_RATES
 from training.reporting import METRICS, history_frame
 
@@ -49,8 +49,8 @@ DATA_KEYS = (
 DIFF_COLOR = "background-color: rgba(255, 196, 0, 0.25)"
 
 
-def learning_rate(run: dict[str, Any]) -> float | None:
-    data, config = run.get("data") or {}, run.get("config") or {}
+def learning_rate(run: RunRecord) -> float | None:
+    data, config = run.data, run.config
     if data.get("learning_rate"):
         return data["learning_rate"]
     if config.get("learning_rate"):
@@ -58,15 +58,14 @@ def learning_rate(run: dict[str, Any]) -> float | None:
     return DEFAULT_LEARNING_RATES.get(config.get("technique", ""))
 
 
-def history_row(run: dict[str, Any]) -> dict[str, Any]:
+def history_row(run: RunRecord) -> dict[str, Any]:
     """One row of the history table: config, data version, metrics (test + verified), status."""
-    data, config = run.get("data") or {}, run.get("config") or {}
-    test, verified = run_metrics(run)
+    data, config, test, verified = run.data, run.config, run.test, run.verified or {}
     return {
-        "run": run["id"],
-        "status": run["status"],
-        "name": run.get("name"),
-        "job": run.get("job_id"),
+        "run": run.id,
+        "status": run.status,
+        "name": run.name,
+        "job": run.job_id,
         "technique": data.get("technique") or config.get("technique"),
         "learning rate": learning_rate(run),
         "epochs": config.get("epochs"),
@@ -86,24 +85,24 @@ def history_row(run: dict[str, Any]) -> dict[str, Any]:
         "verified n": verified.get("n"),
         "train s": data.get("train_seconds"),
         "device": data.get("device"),
-        "finished": (run.get("finished_at") or "")[:19].replace("T", " "),
+        "finished": (run.finished_at or "")[:19].replace("T", " "),
     }
 
 
-def metrics_table(runs: list[dict[str, Any]]) -> pd.DataFrame:
+def metrics_table(runs: list[RunRecord]) -> pd.DataFrame:
     """Metrics per run (test and verified), with each later run's difference from the first."""
     rows = []
     for subset in ("test", "verified"):
         for metric in (*METRICS, "n"):
             row = {"metric": f"{METRIC_LABELS.get(metric, 'rows (n)')} · {subset}"}
             for run in runs:
-                value = run_metrics(run)[0 if subset == "test" else 1].get(metric)
-                row[f"run {run['id']}"] = float(value) if value is not None else None
+                value = (run.test if subset == "test" else run.verified or {}).get(metric)
+                row[f"run {run.id}"] = float(value) if value is not None else None
             rows.append(row)
     table = pd.DataFrame(rows)
-    first = f"run {runs[0]['id']}"
+    first = f"run {runs[0].id}"
     for run in runs[1:]:
-        name = f"run {run['id']}"
+        name = f"run {run.id}"
         table[f"Δ {name} − {first}"] = table[name] - table[first]
     return table
 
@@ -118,13 +117,13 @@ def plain(value: Any) -> str:
     return str(value)
 
 
-def settings_table(runs: list[dict[str, Any]]) -> pd.DataFrame:
+def settings_table(runs: list[RunRecord]) -> pd.DataFrame:
     """Config and data version side by side, one column per run, and whether they differ."""
-    config_keys = list(dict.fromkeys(k for r in runs for k in (r.get("config") or {})))
+    config_keys = list(dict.fromkeys(k for r in runs for k in r.config))
     rows = []
     for section, keys in (("config", config_keys), ("data", DATA_KEYS)):
         for key in keys:
-            values = [plain((r.get(section) or {}).get(key)) for r in runs]
+            values = [plain(getattr(r, section).get(key)) for r in runs]
             if (section, key) == ("config", "learning_rate"):
                 # None means the technique's default: show the rate the run used.
                 values = [
@@ -134,7 +133,7 @@ def settings_table(runs: list[dict[str, Any]]) -> pd.DataFrame:
             if section == "data" and all(v == "—" for v in values):
                 continue
             row = {"setting": key, "of": section}
-            row.update({f"run {r['id']}": v for r, v in zip(runs, values, strict=True)})
+            row.update({f"run {r.id}": v for r, v in zip(runs, values, strict=True)})
             row["differs"] = len(set(values)) > 1
             rows.append(row)
     table = pd.DataFrame(rows)
@@ -142,12 +141,12 @@ def settings_table(runs: list[dict[str, Any]]) -> pd.DataFrame:
     return table.sort_values("differs", ascending=False, kind="stable").reset_index(drop=True)
 
 
-def loss_curves(runs: list[dict[str, Any]]):
+def loss_curves(runs: list[RunRecord]):
     frames = []
     for run in runs:
-        frame = history_frame(run.get("history"))
+        frame = history_frame(run.history)
         if not frame.empty:
-            frames.append(frame.assign(run=f"run {run['id']}"))
+            frames.append(frame.assign(run=f"run {run.id}"))
     if not frames:
         return None
     fig = px.line(
@@ -229,11 +228,11 @@ st.caption(
 )
 
 st.subheader("Compare runs")
-by_id = {r["id"]: r for r in runs}
-finished = [r["id"] for r in runs if r["status"] == "done"]
+by_id = {r.id: r for r in runs}
+finished = [r.id for r in runs if r.done]
 picked = st.multiselect(
     "Runs to compare (the first one is the reference)",
-    [r["id"] for r in runs],
+    [r.id for r in runs],
     default=finished[:2][::-1] if len(finished) >= 2 else None,
     format_func=lambda i: run_title(by_id[i]),
     key="compare_runs",

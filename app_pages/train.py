@@ -29,10 +29,10 @@ from app_pages.common import (
     metrics_row,
     open_workspace,
     require_workspace,
-    run_metrics,
     run_title,
 )
 from app_pages.plain import plain
+from data.records import RunRecord
 from training.config import TrainingConfig
 from training.device import resolve_device, resolve_precision
 from training.experiments import (
@@ -152,15 +152,15 @@ def has_confidence_column(folder: str) -> bool:
     return confidence_column(open_workspace(folder)) is not None
 
 
-def measured_speed(runs: list[dict[str, Any]], technique: str, device: str) -> float | None:
+def measured_speed(runs: list[RunRecord], technique: str, device: str) -> float | None:
     """Median training rows/s of this workspace's finished runs with the same technique."""
     speeds = [
-        r["data"].get("train_samples_per_second")
+        r.data.get("train_samples_per_second")
         for r in runs
-        if r["status"] == "done"
-        and r["data"].get("technique") == technique
-        and r["data"].get("device") == device
-        and r["data"].get("train_samples_per_second")
+        if r.done
+        and r.data.get("technique") == technique
+        and r.data.get("device") == device
+        and r.data.get("train_samples_per_second")
     ]
     return statistics.median(speeds) if speeds else None
 
@@ -299,23 +299,23 @@ job_panel()
 # --------------------------------------------------------------------------- results
 
 st.subheader("Results")
-done = [r for r in reversed(all_runs) if r["status"] == "done"]
+done = [r for r in reversed(all_runs) if r.done]
 if not done:
     st.caption("No finished runs yet.")
     st.stop()
 
 
 def short_title(run_id: int) -> str:
-    run = next(r for r in done if r["id"] == run_id)
-    accuracy = run_metrics(run)[0].get("accuracy")
+    run = next(r for r in done if r.id == run_id)
+    accuracy = run.test.get("accuracy")
     score = f" · accuracy {accuracy:.3f}" if isinstance(accuracy, float) else ""
     return run_title(run) + score
 
 
-choice = st.selectbox("Run", [r["id"] for r in done], format_func=short_title, key="run_detail")
+choice = st.selectbox("Run", [r.id for r in done], format_func=short_title, key="run_detail")
 run = ws.run(choice)
-test, verified = run_metrics(run)
-data, run_config = run["data"] or {}, run["config"] or {}
+test, verified = run.test, run.verified or {}
+data, run_config = run.data, run.config
 
 HEADLINE = ("accuracy", "f1", "roc_auc")
 n_verified = int(verified.get("n") or 0)
@@ -378,11 +378,11 @@ with left:
     if target.get("confusion_matrix"):
         st.plotly_chart(confusion_figure(target), width="stretch", key="cm")
 with right:
-    if run["history"]:
+    if run.history:
         st.markdown("**Loss** (training per logging step, validation per evaluation)")
-        st.plotly_chart(loss_figure(run["history"]), width="stretch", key="loss")
+        st.plotly_chart(loss_figure(run.history), width="stretch", key="loss")
 
-examples = (run["metrics"] or {}).get("examples") or {}
+examples = run.examples or {}
 if examples.get("rows"):
     st.markdown("**Before and after fine-tuning** (a fixed sample of test rows)")
 
@@ -421,7 +421,7 @@ if examples.get("rows"):
     st.caption(examples.get("note", ""))
 
 with st.expander("Config and data version of this run"):
-    st.json({"config": run_config, "data": data, "model_dir": run["model_dir"]})
+    st.json({"config": run_config, "data": data, "model_dir": run.model_dir})
 
 # --------------------------------------------------------------------------- try it
 
@@ -447,7 +447,7 @@ def classify(model_dir: str, text: str, max_length: int) -> pd.Series:
 
 
 st.subheader("Try it")
-usable = [r for r in done if r.get("model_dir") and (Path(r["model_dir"]) / "config.json").exists()]
+usable = [r for r in done if r.model_dir and (Path(r.model_dir) / "config.json").exists()]
 if not usable:
     st.caption("No saved model yet: finished runs keep theirs in the workspace's runs/ folder.")
     st.stop()
@@ -461,15 +461,15 @@ with left:
     )
     model_run = st.selectbox(
         "Model",
-        [r["id"] for r in usable],
-        format_func=lambda i: run_title(next(r for r in usable if r["id"] == i)),
+        [r.id for r in usable],
+        format_func=lambda i: run_title(next(r for r in usable if r.id == i)),
         key="try_run",
     )
 with right:
     if sentence.strip():
-        chosen = next(r for r in usable if r["id"] == model_run)
-        length = int((chosen["config"] or {}).get("max_length") or 64)
-        probs = classify(chosen["model_dir"], sentence, length)
+        chosen = next(r for r in usable if r.id == model_run)
+        length = int(chosen.config.get("max_length") or 64)
+        probs = classify(chosen.model_dir, sentence, length)
         st.metric(
             "Predicted label",
             plain(probs.idxmax()),  # a metric's value renders markdown too

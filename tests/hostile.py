@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from data.records import run_metrics
 from data.store import Workspace
 from tests.conftest import NEGATIVE, POSITIVE, make_prepared
 
@@ -144,7 +145,7 @@ def add_jobs_and_runs(ws: Workspace) -> None:
         "after": {"label": LABELS[0], "prob": 0.9, "probs": {LABELS[0]: 0.9}},
     }
     run = ws.create_run(name=RUN_NAME, config={"technique": "full"}, data={}, job_id=done)
-    metrics = {**test, "test": test, "examples": {"note": "", "rows": [example]}}
+    metrics = run_metrics(test=test, verified=None, examples={"note": "", "rows": [example]})
     model_dir = str(ws.folder / "runs" / f"{LINK} {BACKTICK}")
     ws.update_run(run, status="done", metrics=metrics, model_dir=model_dir)
     running = ws.create_job("train", {})

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from data.records import run_metrics
 from data.store import Workspace
 from tests.conftest import NEGATIVE, POSITIVE, app
 from training.config import TrainingConfig
@@ -97,12 +98,11 @@ def add_run(
         },
         "after": {"label": "positive", "prob": 0.91, "probs": {"negative": 0.09, "positive": 0.91}},
     }
-    metrics = {
-        **test,
-        "test": test,
-        "verified": checked,
-        "examples": {"new_head": True, "note": "before = chance level", "rows": [example]},
-    }
+    metrics = run_metrics(
+        test=test,
+        verified=checked,
+        examples={"new_head": True, "note": "before = chance level", "rows": [example]},
+    )
     run = ws.create_run(name=f"{technique} run", config=config, data=record, job_id=job)
     history = [
         {"step": 1, "loss": 0.70, "epoch": 0.5},

@@ -3,10 +3,13 @@ noise injection, thresholds; and the tidy chart tables built from run records.""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
 
+from data.records import RunRecord
 from training.experiments import (
     eval_ids,
     ids_hash,
@@ -131,21 +134,16 @@ def test_ids_hash_is_order_free_and_probe_rows_are_fixed():
 
 def fake_run(run_id, experiment, series, x, seed, acc, verified=None, **data):
     verified_metrics = {"accuracy": verified, "n": 0 if verified is None else 5}
-    return {
-        "id": run_id,
-        "job_id": 1,
-        "status": "done",
-        "config": {"seed": seed},
-        "data": {
-            "experiment": experiment,
-            "series": series,
-            "x": x,
-            "seed": seed,
-            "train_rows": 10,
-            **data,
-        },
-        "metrics": {"accuracy": acc, "verified": verified_metrics},
-    }
+    return RunRecord(
+        id=run_id,
+        job_id=1,
+        status="done",
+        config={"seed": seed},
+        data={"experiment": experiment, "series": series, "x": x, "seed": seed, "train_rows": 10}
+        | data,
+        test={"accuracy": acc},
+        verified=verified_metrics,
+    )
 
 
 def test_runs_frame_and_aggregate_give_mean_std_per_point():
@@ -156,7 +154,7 @@ def test_runs_frame_and_aggregate_give_mean_std_per_point():
         fake_run(
             4, "label_quality", "labels", "curated", 0, 0.7, also=[{"series": "noise", "x": 0.0}]
         ),
-        {**fake_run(5, "data_size", "data size", 1.0, 1, 0.1), "status": "failed"},
+        dataclasses.replace(fake_run(5, "data_size", "data size", 1.0, 1, 0.1), status="failed"),
     ]
     frame = runs_frame(runs)
     assert list(frame.columns) == list(FRAME_COLUMNS)

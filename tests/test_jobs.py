@@ -37,17 +37,15 @@ def test_train_job_records_a_run_with_metrics_and_model(workspace):
     job = wait(workspace, job_id)
     assert job["status"] == "done", job["error"]
     [run] = workspace.runs(job_id=job_id)
-    assert run["status"] == "done"
-    assert {"accuracy", "precision", "recall", "f1", "roc_auc", "confusion_matrix"} <= set(
-        run["metrics"]
-    )
+    assert run.status == "done"
+    assert {"accuracy", "precision", "recall", "f1", "roc_auc", "confusion_matrix"} <= set(run.test)
     # Validation rows are held out of the training split (stratified): 14 train + 4 validation.
-    data = run["data"]
+    data = run.data
     assert data["train_rows"] + data["validation_rows"] == workspace.counts()["train"]
     assert data["validation_source"] == "held out" and data["label_version"] == 0
-    assert run["metrics"]["verified"]["n"] == 0 and run["metrics"]["verified"]["accuracy"] is None
-    assert any("eval_loss" in h for h in run["history"])
-    assert (workspace.run_dir(run["id"]) / "model" / "config.json").exists()
+    assert run.verified["n"] == 0 and run.verified["accuracy"] is None
+    assert any("eval_loss" in h for h in run.history)
+    assert (workspace.run_dir(run.id) / "model" / "config.json").exists()
 
 
 def test_cancel_leaves_the_workspace_intact(workspace):
@@ -64,8 +62,8 @@ def test_cancel_leaves_the_workspace_intact(workspace):
     assert workspace.sample(0)["label"] == "negative"
     assert (workspace.label_version(), len(workspace.events())) == (version, events)
     [run] = workspace.runs(job_id=job_id)
-    assert run["status"] == "cancelled" and run["finished_at"]
-    folder = workspace.run_dir(run["id"])
+    assert run.status == "cancelled" and run.finished_at
+    folder = workspace.run_dir(run.id)
     assert not (folder / "model").exists() and not (folder / "trainer").exists()
 
 
@@ -94,7 +92,7 @@ def test_a_dead_job_is_reported_failed(workspace):
     run_id = workspace.create_run(name="r", config={}, data={}, job_id=job_id)
     jobs.reap(workspace)
     assert workspace.job(job_id)["status"] == "failed"
-    assert workspace.run(run_id)["status"] == "failed"  # no run left "running" forever
+    assert workspace.run(run_id).status == "failed"  # no run left "running" forever
 
 
 def test_unknown_job_kind_is_refused(workspace):

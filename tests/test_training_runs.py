@@ -95,17 +95,17 @@ def test_a_noisy_run_records_test_and_verified_metrics_examples_and_data_version
         validation_source=source,
     )
     run = workspace.run(run_id)
-    assert run["status"] == "done"
-    metrics, data = run["metrics"], run["data"]
+    assert run.status == "done"
+    data = run.data
 
-    # Test metrics at the top level and under "test"; the verified subset beside them.
-    assert METRIC_KEYS <= set(metrics["test"]) and metrics["test"]["n"] == len(rows) == 5
-    assert metrics["accuracy"] == metrics["test"]["accuracy"]
-    assert metrics["verified"]["n"] == 2 and metrics["verified"]["accuracy"] is not None
-    assert json.loads((workspace.run_dir(run_id) / EVALUATION_FILE).read_text()) == metrics
+    # Test metrics and the verified subset beside them, each stored once.
+    assert METRIC_KEYS <= set(run.test) and run.test["n"] == len(rows) == 5
+    assert run.verified["n"] == 2 and run.verified["accuracy"] is not None
+    stored = json.loads((workspace.run_dir(run_id) / EVALUATION_FILE).read_text())
+    assert stored == run.metrics() and "accuracy" not in stored  # not at the top level too
 
     # Before/after table: every test row (5 <= 8), the new head's chance-level note.
-    examples = metrics["examples"]
+    examples = run.examples
     assert examples["new_head"] and "chance" in examples["note"]
     assert [r["id"] for r in examples["rows"]] == rows
     for row in examples["rows"]:
@@ -122,10 +122,10 @@ def test_a_noisy_run_records_test_and_verified_metrics_examples_and_data_version
     assert data["label_version"] == workspace.label_version()
     assert (data["validation_source"], data["validation_rows"]) == ("held out", 4)
     assert data["series"] == "noise" and data["x"] == 0.25 and data["seed"] == 0
-    assert run["config"]["technique"] == "full" and data["learning_rate"] == 1e-4
+    assert run.config["technique"] == "full" and data["learning_rate"] == 1e-4
 
     # Loss curve: training loss per logging step, validation loss per evaluation.
-    losses = history_frame(run["history"])
+    losses = history_frame(run.history)
     assert set(losses["split"]) == {"train", "validation"}
     assert np.isfinite(losses["loss"]).all()
     point = runs_frame(workspace.runs()).iloc[0]

@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from data.records import RunRecord
+
 FRAME_COLUMNS = (
     "job",
     "run",
@@ -28,7 +30,7 @@ FRAME_COLUMNS = (
 )
 
 
-def runs_frame(runs: list[dict[str, Any]], *, metric: str = "accuracy") -> pd.DataFrame:
+def runs_frame(runs: list[RunRecord], *, metric: str = "accuracy") -> pd.DataFrame:
     """One row per finished experiment run and chart series: the tidy data behind the charts.
 
     Parameters
@@ -52,15 +54,14 @@ def runs_frame(runs: list[dict[str, Any]], *, metric: str = "accuracy") -> pd.Da
         raise ValueError(f"Unknown metric {metric!r}; valid: {list(METRICS)}.")
     records = []
     for run in runs:
-        if run.get("status") != "done" or not run.get("metrics"):
+        if not run.done or not run.test:
             continue
-        data, metrics = run.get("data") or {}, run["metrics"]
-        verified = metrics.get("verified") or {}
+        data, metrics, verified = run.data, run.test, run.verified or {}
         base = {
-            "job": run.get("job_id"),
-            "run": run["id"],
+            "job": run.job_id,
+            "run": run.id,
             "experiment": data.get("experiment"),
-            "seed": data.get("seed", (run.get("config") or {}).get("seed")),
+            "seed": data.get("seed", run.config.get("seed")),
             "train_rows": data.get("train_rows"),
             "label_source": data.get("label_source"),
             "noise_rate": data.get("noise_rate", 0.0),

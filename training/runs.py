@@ -11,9 +11,11 @@ Every run's record (``ws.run(run_id)``) holds:
   stopped_early, best_validation_loss, epochs_completed);
 - ``history``: ``{"step", "loss", "epoch"}`` per training logging step and
   ``{"step", "eval_loss", "epoch"}`` per validation pass (:func:`training.reporting.history_frame` makes it long);
-- ``metrics``: the test metrics (top level and ``"test"``), the verified-subset metrics
-  (``"verified"``: test rows a reviewer confirmed or corrected) and the before/after table
-  (``"examples"``); also in ``<run_dir>/evaluation.json``.
+- ``test``, ``verified`` and ``examples``: the test metrics, the verified-subset metrics
+  (test rows a reviewer confirmed or corrected) and the before/after table; stored together
+  as :func:`data.records.run_metrics` and also in ``<run_dir>/evaluation.json``.
+
+``ws.run(run_id)`` and ``ws.runs()`` give :class:`data.records.RunRecord` objects.
 
 :mod:`training.reporting` turns these records into the tidy tables the charts draw.
 """
@@ -24,12 +26,14 @@ import contextlib
 import json
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from data.records import run_metrics
 from training.config import TrainingConfig
 from training.device import is_main_process
 from training.experiments import (
@@ -165,103 +169,39 @@ def execute_run(
 
     Notes
     -----
-    The run record (``ws.run(run_id)``) holds ``config`` (with the run's seed),
-    ``data`` (see :func:`_data_version`), ``history`` (train loss per logging step and
-    validation loss per evaluation, see :class:`FineTuneResult`) and ``metrics``: the test
-    metrics at the top level (accuracy, precision, recall, f1, roc_auc, confusion_matrix,
-    labels, n) and also under ``"test"``, the verified-subset metrics under ``"verified"``
-    (same keys; every metric ``None`` and ``n`` 0 when no test row is verified) and the
-    before/after table under ``"examples"``. The same dict is written to
-    ``<run_dir>/evaluation.json``.
+    Five steps, one function each: :func:`_plan_run` (seed, rows, config, data version),
+    :func:`_run_rows` (texts and label ids), :func:`_train` (fine-tune, with live progress),
+    :func:`_evaluation` (test and verified metrics, before/after table) and
+    :func:`_record` (the store and ``<run_dir>/evaluation.json``). The record is a
+    :class:`data.records.RunRecord`.
     """
-    seed = config.seed if spec.seed is None else spec.seed
-    names = ws.label_names
-    if verified_rows is None:
-        verified_rows = verified_ids(ws, split_ids(ws)[1])
-    if probe_rows is None:
-        probe_rows = probe_ids(eval_rows, seed=config.seed)
-    scored = list(dict.fromkeys([*eval_rows, *verified_rows]))
-    rows = ws.samples(
-        ids=list(dict.fromkeys([*spec.train_ids, *scored, *probe_rows, *(validation_rows or [])]))
-    ).set_index("id")
-    label_col = "label" if spec.label_source == "curated" else "original_label"
-    index = {n: i for i, n in enumerate(names)}
-    y_train = np.array([index[v] for v in rows.loc[spec.train_ids, label_col]], dtype=np.int64)
-    y_train, flipped = inject_noise(y_train, spec.noise_rate, n_classes=len(names), seed=seed)
-    # The run's own caps would re-sample the rows the experiment chose: turn them off.
-    overrides = {"max_train_samples": None, "max_eval_samples": None, "seed": seed}
-    if validation_rows is not None and not validation_rows:
-        overrides["validation_fraction"] = 0.0
-    run_config = TrainingConfig.from_dict({**config.to_dict(), **overrides})
-    data = _data_version(ws, spec, run_config, eval_rows, verified_rows, validation_rows)
-    if validation_rows and validation_source:
-        data["validation_source"] = validation_source
-    data["noise_flipped"] = int(len(flipped))
+    plan = _plan_run(
+        ws,
+        spec,
+        config,
+        eval_rows=eval_rows,
+        validation_rows=validation_rows,
+        verified_rows=verified_rows,
+        probe_rows=probe_rows,
+        validation_source=validation_source,
+    )
+    rows = _run_rows(ws, plan)
     main = is_main_process()
     run_id = (
-        ws.create_run(name=spec.name, config=run_config.to_dict(), data=data, job_id=job_id)
+        ws.create_run(name=spec.name, config=plan.config.to_dict(), data=plan.data, job_id=job_id)
         if main
         else -1
     )
     history: list[dict[str, Any]] = []
-
-    def progress(info: dict[str, Any]) -> None:
-        _extend_live_history(history, info)
-        # The history goes along so the Train page can draw the loss curve while it trains.
-        ws.update_run(run_id, progress=info, history=history)
-
     try:
-        with _run_folder(ws, run_id) as out:
-            if len(flipped):
-                noise = {
-                    "noise_rate": spec.noise_rate,
-                    "flipped_ids": np.asarray(spec.train_ids)[flipped].tolist(),
-                }
-                (out / "noise.json").write_text(json.dumps(noise))
-            validation = {}
-            if validation_rows:
-                val = rows.loc[validation_rows]
-                validation = dict(
-                    validation_texts=val["text"].tolist(),
-                    validation_labels=np.array([index[v] for v in val[label_col]]),
-                )
-            test = rows.loc[scored]
-            result = fine_tune(
-                rows.loc[spec.train_ids, "text"].tolist(),
-                y_train,
-                label_names=names,
-                config=run_config,
-                output_dir=out,
-                eval_texts=test["text"].tolist(),
-                eval_labels=np.array([index[v] for v in test["label"]]),
-                progress=progress if main else None,
-                should_stop=should_stop,
-                probe_texts=rows.loc[probe_rows, "text"].tolist(),
-                tracking_dir=ws.folder / "tracking",
-                **validation,
-            )
+        result = _train(ws, run_id, plan, rows, history, main=main, should_stop=should_stop)
         if result.cancelled:
             if main:
                 ws.update_run(run_id, status="cancelled", history=result.history or history)
             raise RunCancelled()
         if not main:
             return -1
-        metrics = _evaluation(result, rows, names, eval_rows, verified_rows, probe_rows, scored)
-        out = ws.run_dir(run_id)
-        (out / EVALUATION_FILE).write_text(json.dumps(metrics, indent=2))
-        (out / METRICS_FILE).write_text(json.dumps(metrics["test"], indent=2))
-        data.update(
-            {k: v for k, v in result.summary().items() if k in RESULT_KEYS},
-            validation_rows=result.validation_samples,
-        )
-        ws.update_run(
-            run_id,
-            status="done",
-            metrics=metrics,
-            history=result.history or history,
-            model_dir=str(result.model_dir),
-            data=data,
-        )
+        _record(ws, run_id, plan, result, _evaluation(result, rows, plan), history)
     except RunCancelled:
         raise
     except BaseException as exc:
@@ -271,6 +211,159 @@ def execute_run(
             ws.update_run(run_id, status="failed", history=history, progress={"error": str(exc)})
         raise
     return run_id
+
+
+@dataclass
+class _RunPlan:
+    """What one run will do: its spec, config, rows and data version, decided up front."""
+
+    spec: RunSpec
+    config: TrainingConfig
+    names: list[str]
+    eval_rows: list[int]
+    verified_rows: list[int]
+    probe_rows: list[int]
+    validation_rows: list[int] | None
+    data: dict[str, Any]
+
+    @property
+    def scored(self) -> list[int]:
+        """The rows the trained model predicts: test rows, then verified ones not among them."""
+        return list(dict.fromkeys([*self.eval_rows, *self.verified_rows]))
+
+
+def _plan_run(
+    ws: Any,
+    spec: RunSpec,
+    config: TrainingConfig,
+    *,
+    eval_rows: list[int],
+    validation_rows: list[int] | None,
+    verified_rows: list[int] | None,
+    probe_rows: list[int] | None,
+    validation_source: str | None,
+) -> _RunPlan:
+    seed = config.seed if spec.seed is None else spec.seed
+    if verified_rows is None:
+        verified_rows = verified_ids(ws, split_ids(ws)[1])
+    if probe_rows is None:
+        probe_rows = probe_ids(eval_rows, seed=config.seed)
+    # The run's own caps would re-sample the rows the experiment chose: turn them off.
+    overrides = {"max_train_samples": None, "max_eval_samples": None, "seed": seed}
+    if validation_rows is not None and not validation_rows:
+        overrides["validation_fraction"] = 0.0
+    run_config = TrainingConfig.from_dict({**config.to_dict(), **overrides})
+    data = _data_version(ws, spec, run_config, eval_rows, verified_rows, validation_rows)
+    if validation_rows and validation_source:
+        data["validation_source"] = validation_source
+    return _RunPlan(
+        spec=spec,
+        config=run_config,
+        names=ws.label_names,
+        eval_rows=eval_rows,
+        verified_rows=verified_rows,
+        probe_rows=probe_rows,
+        validation_rows=validation_rows,
+        data=data,
+    )
+
+
+@dataclass
+class _RunRows:
+    """The rows a run reads (by sample id) and its training labels, noise injected."""
+
+    rows: pd.DataFrame
+    label_column: str
+    y_train: np.ndarray
+    flipped: np.ndarray
+
+    def label_ids(self, ids: Sequence[int], names: list[str], column: str | None = None):
+        index = {n: i for i, n in enumerate(names)}
+        return np.array([index[v] for v in self.rows.loc[ids, column or self.label_column]])
+
+
+def _run_rows(ws: Any, plan: _RunPlan) -> _RunRows:
+    spec = plan.spec
+    wanted = [*spec.train_ids, *plan.scored, *plan.probe_rows, *(plan.validation_rows or [])]
+    rows = ws.samples(ids=list(dict.fromkeys(wanted))).set_index("id")
+    label_column = "label" if spec.label_source == "curated" else "original_label"
+    index = {n: i for i, n in enumerate(plan.names)}
+    y = np.array([index[v] for v in rows.loc[spec.train_ids, label_column]], dtype=np.int64)
+    y, flipped = inject_noise(y, spec.noise_rate, n_classes=len(plan.names), seed=plan.config.seed)
+    plan.data["noise_flipped"] = int(len(flipped))
+    return _RunRows(rows=rows, label_column=label_column, y_train=y, flipped=flipped)
+
+
+def _train(
+    ws: Any,
+    run_id: int,
+    plan: _RunPlan,
+    data: _RunRows,
+    history: list[dict[str, Any]],
+    *,
+    main: bool,
+    should_stop: Callable[[], bool] | None,
+):
+    spec, rows = plan.spec, data.rows
+
+    def progress(info: dict[str, Any]) -> None:
+        _extend_live_history(history, info)
+        # The history goes along so the Train page can draw the loss curve while it trains.
+        ws.update_run(run_id, progress=info, history=history)
+
+    with _run_folder(ws, run_id) as out:
+        if len(data.flipped):
+            noise = {
+                "noise_rate": spec.noise_rate,
+                "flipped_ids": np.asarray(spec.train_ids)[data.flipped].tolist(),
+            }
+            (out / "noise.json").write_text(json.dumps(noise))
+        validation = {}
+        if plan.validation_rows:
+            validation = dict(
+                validation_texts=rows.loc[plan.validation_rows, "text"].tolist(),
+                validation_labels=data.label_ids(plan.validation_rows, plan.names),
+            )
+        return fine_tune(
+            rows.loc[spec.train_ids, "text"].tolist(),
+            data.y_train,
+            label_names=plan.names,
+            config=plan.config,
+            output_dir=out,
+            eval_texts=rows.loc[plan.scored, "text"].tolist(),
+            # Test rows are always scored against the curated labels.
+            eval_labels=data.label_ids(plan.scored, plan.names, column="label"),
+            progress=progress if main else None,
+            should_stop=should_stop,
+            probe_texts=rows.loc[plan.probe_rows, "text"].tolist(),
+            tracking_dir=ws.folder / "tracking",
+            **validation,
+        )
+
+
+def _record(
+    ws: Any,
+    run_id: int,
+    plan: _RunPlan,
+    result: Any,
+    metrics: dict[str, Any],
+    history: list[dict[str, Any]],
+) -> None:
+    out = ws.run_dir(run_id)
+    (out / EVALUATION_FILE).write_text(json.dumps(metrics, indent=2))
+    (out / METRICS_FILE).write_text(json.dumps(metrics["test"], indent=2))
+    plan.data.update(
+        {k: v for k, v in result.summary().items() if k in RESULT_KEYS},
+        validation_rows=result.validation_samples,
+    )
+    ws.update_run(
+        run_id,
+        status="done",
+        metrics=metrics,
+        history=result.history or history,
+        model_dir=str(result.model_dir),
+        data=plan.data,
+    )
 
 
 def _extend_live_history(history: list[dict[str, Any]], info: dict[str, Any]) -> None:
@@ -349,25 +442,23 @@ def _data_version(
     }
 
 
-def _evaluation(result, rows, names, eval_rows, verified_rows, probe_rows, scored) -> dict:
+def _evaluation(result: Any, data: _RunRows, plan: _RunPlan) -> dict[str, Any]:
     """Test and verified-subset metrics side by side, plus the before/after table."""
-    index = {n: i for i, n in enumerate(names)}
-    position = {sample_id: i for i, sample_id in enumerate(scored)}
+    position = {sample_id: i for i, sample_id in enumerate(plan.scored)}
     probs = result.eval_probs
 
     def metrics_on(ids: list[int]) -> dict[str, Any]:
         if not ids:
-            return empty_metrics(names)
-        y = np.array([index[v] for v in rows.loc[ids, "label"]])
-        return classification_metrics(y, probs[[position[i] for i in ids]], label_names=names)
+            return empty_metrics(plan.names)
+        y = data.label_ids(ids, plan.names, column="label")
+        picked = probs[[position[i] for i in ids]]
+        return classification_metrics(y, picked, label_names=plan.names)
 
-    test = metrics_on(eval_rows)
-    return {
-        **test,
-        "test": test,
-        "verified": metrics_on(verified_rows),
-        "examples": _examples(result, rows, names, probe_rows),
-    }
+    return run_metrics(
+        test=metrics_on(plan.eval_rows),
+        verified=metrics_on(plan.verified_rows),
+        examples=_examples(result, data.rows, plan.names, plan.probe_rows),
+    )
 
 
 def empty_metrics(label_names: list[str]) -> dict[str, Any]:

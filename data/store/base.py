@@ -312,13 +312,6 @@ def job_dict(row: sqlite3.Row) -> dict[str, Any]:
     return out
 
 
-def run_dict(row: sqlite3.Row) -> dict[str, Any]:
-    out = dict(row)
-    for key in ("config", "data", "metrics", "history", "progress"):
-        out[key] = loads(out[key])
-    return out
-
-
 class StoreBase:
     """The connection and transaction helpers every part of :class:`Workspace` builds on."""
 

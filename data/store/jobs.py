@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from data.store.base import JOB_KINDS, JOB_STATUSES, StoreError, job_dict, now, run_dict, to_json
+from data.records import RunRecord
+from data.store.base import JOB_KINDS, JOB_STATUSES, StoreError, job_dict, now, to_json
 
 
 class JobsMixin:
@@ -83,7 +84,8 @@ class JobsMixin:
         )
 
     def update_run(self, run_id: int, **fields: Any) -> None:
-        """Set run columns: status, metrics, history, progress, model_dir, data."""
+        """Set run columns: status, metrics (see :func:`data.records.run_metrics`), history,
+        progress, model_dir, data."""
         allowed = {"status", "metrics", "history", "progress", "model_dir", "data"}
         unknown = set(fields) - allowed
         if unknown:
@@ -97,18 +99,19 @@ class JobsMixin:
         sets = ", ".join(f"{k} = ?" for k in fields)
         self._write(lambda c: c.execute(f"UPDATE runs SET {sets} WHERE id = ?", [*values, run_id]))
 
-    def runs(self, *, job_id: int | None = None) -> list[dict[str, Any]]:
+    def runs(self, *, job_id: int | None = None) -> list[RunRecord]:
+        """Every training run (of one job), oldest first."""
         sql, params = "SELECT * FROM runs", []
         if job_id is not None:
             sql += " WHERE job_id = ?"
             params.append(int(job_id))
-        return [run_dict(r) for r in self._read(sql + " ORDER BY id", params)]
+        return [RunRecord.from_dict(dict(r)) for r in self._read(sql + " ORDER BY id", params)]
 
-    def run(self, run_id: int) -> dict[str, Any]:
+    def run(self, run_id: int) -> RunRecord:
         rows = self._read("SELECT * FROM runs WHERE id = ?", (int(run_id),))
         if not rows:
             raise StoreError(f"No run {run_id} in workspace {self.name}.")
-        return run_dict(rows[0])
+        return RunRecord.from_dict(dict(rows[0]))
 
     def run_dir(self, run_id: int) -> Path:
         """Folder for a run's files (the saved model lives in ``<run_dir>/model``)."""
