@@ -12,7 +12,7 @@ import streamlit as st
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from app_pages.common import show_database_error, sidebar  # noqa: E402 - after the env is set
+from app_pages.workspace import show_database_error, sidebar  # noqa: E402 - after the env is set
 
 st.set_page_config(page_title="Second Look", page_icon=":material/search:", layout="wide")
 

@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, time, timedelta
 import pandas as pd
 import streamlit as st
 
-from app_pages.common import require_workspace
+from app_pages.workspace import require_workspace
 from data.export import to_bytes
 from data.store import ACTIONS
 

@@ -16,14 +16,10 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
-from app_pages.common import (
-    METRIC_LABELS,
-    TRAIN_CONFIG_KEY,
-    active_job,
-    job_progress,
-    launch_training,
-    require_workspace,
-)
+from app_pages.figures import METRIC_LABELS
+from app_pages.progress import active_job, job_progress
+from app_pages.training_form import TRAIN_CONFIG_KEY, launch_training
+from app_pages.workspace import require_workspace
 from data.records import RunRecord
 from training.config import TrainingConfig
 from training.reporting import METRICS, aggregate_runs, runs_frame

@@ -6,8 +6,8 @@ import shlex
 
 import streamlit as st
 
-from app_pages.common import require_workspace
 from app_pages.plain import plain
+from app_pages.workspace import require_workspace
 from data.export import (
     DEFAULT_LABEL_FIELD,
     FORMAT_TITLES,

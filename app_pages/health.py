@@ -7,8 +7,8 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from app_pages.common import require_workspace
 from app_pages.plain import plain, plain_chart
+from app_pages.workspace import require_workspace
 
 st.title("Dataset health")
 ws = require_workspace()

@@ -13,9 +13,9 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from app_pages.common import require_workspace, reviewer
 from app_pages.keys import review_keys
 from app_pages.plain import plain
+from app_pages.workspace import require_workspace, reviewer
 
 st.title("Review")
 ws = require_workspace()

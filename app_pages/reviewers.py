@@ -7,8 +7,8 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from app_pages.common import open_workspace, require_workspace, reviewer
 from app_pages.plain import plain, plain_chart
+from app_pages.workspace import open_workspace, require_workspace, reviewer
 from curation.reviewing import agreement, disagreements, remaining_errors
 
 st.title("Reviewers")

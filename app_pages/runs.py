@@ -12,12 +12,9 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from app_pages.common import (
-    METRIC_LABELS,
-    TECHNIQUE_LABELS,
-    require_workspace,
-    run_title,
-)
+from app_pages.figures import METRIC_LABELS, run_title
+from app_pages.training_form import TECHNIQUE_LABELS
+from app_pages.workspace import require_workspace
 from data.records import RunRecord
 from training.config import DEFAULT_LEARNING_RATES
 from training.reporting import METRICS, history_frame

@@ -16,22 +16,11 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from app_pages.common import (
-    METRIC_LABELS,
-    TECHNIQUE_LABELS,
-    TRAIN_CONFIG_KEY,
-    active_job,
-    config_form,
-    confusion_figure,
-    job_progress,
-    launch_training,
-    loss_figure,
-    metrics_row,
-    open_workspace,
-    require_workspace,
-    run_title,
-)
+from app_pages.figures import METRIC_LABELS, confusion_figure, loss_figure, metrics_row, run_title
 from app_pages.plain import plain
+from app_pages.progress import active_job, job_progress
+from app_pages.training_form import TECHNIQUE_LABELS, TRAIN_CONFIG_KEY, config_form, launch_training
+from app_pages.workspace import open_workspace, require_workspace
 from data.records import RunRecord
 from training.config import TrainingConfig
 from training.device import resolve_device, resolve_precision
