@@ -4,13 +4,12 @@
   a precomputed k-nearest-neighbour graph (:func:`curation.neighbors.knn_graph`) and adds
   duplicate *groups* (connected sets of mutual near duplicates) and whether a group's members
   carry different labels.
-* :func:`duplicate_groups` lists the groups member by member for a side-by-side view.
 * :func:`class_noise` estimates how many labels are wrong overall and which way
   ("given X, actually Y"), from cleanlab's calibrated confident joint.
 
 The near-duplicate and outlier verdicts depend only on the graph, i.e. on the texts: after a
-relabel only the conflict flags change, and :func:`duplicate_groups` recomputes them from the
-stored group ids in milliseconds.
+relabel only the conflict flags change, and the store recomputes them from the stored group
+ids (``Workspace.duplicate_groups``, the side-by-side view) in milliseconds.
 """
 
 from __future__ import annotations
@@ -268,55 +267,6 @@ def _conflicts(groups: np.ndarray, labels: np.ndarray) -> np.ndarray:
     out = np.zeros(len(groups), dtype=bool)
     out[member] = n_labels > 1
     return out
-
-
-def duplicate_groups(
-    issues_frame: pd.DataFrame, labels: np.ndarray, *, label_names: Sequence[str]
-) -> pd.DataFrame:
-    """One row per (duplicate group, member), with the member's current label.
-
-    Parameters
-    ----------
-    issues_frame
-        The frame from :func:`find_data_issues` (or any frame with a
-        ``near_duplicate_group`` column, -1 for rows in no group; its index are row ids).
-    labels
-        ``(n,)`` integer class ids as *currently* given (so a relabel is reflected without
-        re-running the checks).
-    label_names
-        The K class names, in id order.
-
-    Returns
-    -------
-    pd.DataFrame
-        Columns ``group``, ``row``, ``label`` (name), ``group_size``, ``n_labels`` (distinct
-        labels in the group) and ``conflicting`` (``n_labels > 1``); conflicting groups first,
-        then by group id and row.
-    """
-    if "near_duplicate_group" not in issues_frame:
-        raise ValueError(
-            "issues_frame lacks near_duplicate_group; run find_data_issues with "
-            "issue_types including 'near_duplicate'."
-        )
-    labels = _check_labels(labels, label_names)
-    if len(labels) != len(issues_frame):
-        raise ValueError(f"labels has {len(labels)} rows but issues_frame has {len(issues_frame)}.")
-    groups = issues_frame["near_duplicate_group"].to_numpy(np.int64)
-    member = np.flatnonzero(groups >= 0)
-    names = np.asarray(label_names, dtype=object)
-    frame = pd.DataFrame(
-        {
-            "group": groups[member],
-            "row": issues_frame.index.to_numpy()[member],
-            "label": names[labels[member]],
-        }
-    )
-    by_group = frame.groupby("group")["label"]
-    frame["group_size"] = by_group.transform("size").astype(np.int64)
-    frame["n_labels"] = by_group.transform("nunique").astype(np.int64)
-    frame["conflicting"] = frame["n_labels"] > 1
-    frame = frame.sort_values(["conflicting", "group", "row"], ascending=[False, True, True])
-    return frame.reset_index(drop=True)[list(GROUP_COLUMNS)]
 
 
 def class_noise(

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 
 import numpy as np
-import pandas as pd
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -17,7 +16,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from curation.datalab import (  # noqa: E402
     ISSUE_TYPES,
     class_noise,
-    duplicate_groups,
     find_data_issues,
 )
 from curation.neighbors import (  # noqa: E402
@@ -123,7 +121,7 @@ def test_knn_graph_rejects_bad_input():
 
 
 # --------------------------------------------------------------------------------------------
-# find_data_issues / duplicate_groups
+# find_data_issues
 
 
 def test_planted_duplicates_outlier_and_conflict(planted):
@@ -143,26 +141,6 @@ def test_planted_duplicates_outlier_and_conflict(planted):
     # The random string is the most outlying row (lowest score) and is flagged.
     assert issues["outlier_score"].idxmin() == rows["outlier"]
     assert issues.loc[rows["outlier"], "is_outlier"]
-
-
-def test_duplicate_groups_follow_relabels(planted):
-    rows, labels = planted["rows"], planted["labels"]
-    issues, _ = find_data_issues(None, labels, knn_graph=planted["graph"], label_names=NAMES)
-    groups = duplicate_groups(issues, labels, label_names=NAMES)
-    assert list(groups.columns) == [
-        "group",
-        "row",
-        "label",
-        "group_size",
-        "n_labels",
-        "conflicting",
-    ]
-    first = groups.iloc[:2]  # conflicting groups come first
-    assert first["conflicting"].all() and set(first["row"]) == {0, rows["copy"]}
-    assert set(first["label"]) == {"positive", "negative"}
-    fixed = labels.copy()
-    fixed[rows["copy"]] = NAMES.index("positive")  # the reviewer resolves the conflict
-    assert not duplicate_groups(issues, fixed, label_names=NAMES)["conflicting"].any()
 
 
 def test_matches_datalab_building_its_own_graph(planted):
@@ -188,8 +166,6 @@ def test_find_data_issues_checks_inputs(planted):
         find_data_issues(None, labels[:-1], knn_graph=graph, label_names=NAMES)
     with pytest.raises(ValueError, match="knn_graph"):
         find_data_issues(None, labels, knn_graph=None, label_names=NAMES)
-    with pytest.raises(ValueError, match="near_duplicate_group"):
-        duplicate_groups(pd.DataFrame({"x": labels}), labels, label_names=NAMES)
 
 
 # --------------------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -43,9 +43,6 @@ from training.inference import MODEL_SUBDIR, check_texts, predict_core, quiet_tr
 from training.metrics import classification_metrics
 from training.sampling import stratified_holdout, stratified_sample, validation_cap
 from training.tracking import check_tracker, tracker_env, trainer_report_to
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = ["FineTuneResult", "fine_tune", "stratified_sample"]
 

@@ -313,9 +313,7 @@ def job_dict(row: sqlite3.Row) -> dict[str, Any]:
 
 
 class StoreBase:
-    """The connection and transaction helpers every part of :class:`Workspace` builds on."""
-
-    """One imported dataset and everything done to it, in a folder.
+    """The connection and transaction helpers every part of :class:`Workspace` builds on.
 
     Thread-safe within a process (one connection behind a lock, because Streamlit serves
     sessions from several threads) and safe across processes (WAL mode, busy timeout), so the UI
