@@ -13,7 +13,7 @@ DUPLICATE = "The hotel room was clean and the bed was comfortable"
 
 
 @pytest.fixture
-def real(home):  # noqa: F811 - the fixture above
+def real(home):
     texts = POSITIVE + NEGATIVE + [DUPLICATE, DUPLICATE + "!"]
     labels = ["positive"] * len(POSITIVE) + ["negative"] * len(NEGATIVE)
     labels += ["positive", "negative"]
@@ -28,7 +28,7 @@ def real(home):  # noqa: F811 - the fixture above
     return ws
 
 
-def test_health_page_shows_noise_duplicates_and_annotators(real, launched):  # noqa: F811
+def test_health_page_shows_noise_duplicates_and_annotators(real, launched):
     at = app("app_pages/health.py")
     labels = [m.label for m in at.metric]
     assert "Estimated label errors" in labels and "Near-duplicate groups" in labels
@@ -41,7 +41,7 @@ def test_health_page_shows_noise_duplicates_and_annotators(real, launched):  # n
     assert annot.sort_values("quality")["annotator"].iloc[0] == "c"
 
 
-def test_review_card_explains_a_row_with_its_neighbours(real, launched):  # noqa: F811
+def test_review_card_explains_a_row_with_its_neighbours(real, launched):
     at = app("app_pages/review.py")
     at.selectbox(key="rv_issue").select("conflicting duplicates").run()
     assert not at.exception, at.exception
@@ -51,7 +51,7 @@ def test_review_card_explains_a_row_with_its_neighbours(real, launched):  # noqa
     assert any(t.value.startswith("Annotators:") for t in at.text)
 
 
-def test_data_page_maps_annotator_columns_and_can_vote_the_label(home, launched, data_dir):  # noqa: F811
+def test_data_page_maps_annotator_columns_and_can_vote_the_label(home, launched, data_dir):
     import pandas as pd
 
     path = data_dir / "crowd.csv"
