@@ -9,10 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 import pandas as pd
-import plotly.express as px
 import streamlit as st
 
-from app_pages.figures import METRIC_LABELS, run_title
+from app_pages.figures import METRIC_LABELS, loss_figure, run_title
 from app_pages.training_form import TECHNIQUE_LABELS
 from app_pages.workspace import require_workspace
 from data.records import RunRecord
@@ -139,30 +138,12 @@ def settings_table(runs: list[RunRecord]) -> pd.DataFrame:
 
 
 def loss_curves(runs: list[RunRecord]):
-    frames = []
-    for run in runs:
-        frame = history_frame(run.history)
-        if not frame.empty:
-            frames.append(frame.assign(run=f"run {run.id}"))
+    """The runs' loss curves overlaid: a colour per run, dashes for validation."""
+    frames = [history_frame(run.history).assign(run=f"run {run.id}") for run in runs]
+    frames = [frame for frame in frames if not frame.empty]
     if not frames:
         return None
-    fig = px.line(
-        pd.concat(frames, ignore_index=True),
-        x="step",
-        y="loss",
-        color="run",
-        line_dash="split",
-        color_discrete_sequence=px.colors.qualitative.D3,
-        markers=True,
-        hover_data=["epoch"],
-        labels={"step": "optimiser step", "split": ""},
-    )
-    fig.update_layout(
-        height=360,
-        margin=dict(l=0, r=0, t=10, b=0),
-        legend=dict(orientation="h", y=1.02, x=0, yanchor="bottom", title_text=""),
-    )
-    return fig
+    return loss_figure(pd.concat(frames, ignore_index=True), color="run", height=360)
 
 
 def signed(value: Any) -> str:
