@@ -125,16 +125,26 @@ def damaged_workspace_panel(exc: DamagedWorkspace) -> None:
 
 
 def _restore_text(plan: RestorePlan) -> str:
-    unreadable = ""
+    kept = (
+        f"The damaged file still holds **{plan.newer_events:,} newer label event(s)**: "
+        "restoring keeps them, on top of the backup."
+    )
     if plan.unreadable:
-        unreadable = f" ({plan.unreadable:,} newer one(s) cannot be read any more)"
+        lost = (
+            f" **{plan.unreadable:,} newer label event(s) cannot be read any more** and will "
+            "be missing after the restore: redo those changes."
+        )
     elif plan.unreadable is None:
-        unreadable = " (the end of its log cannot be read)"
+        lost = (
+            " **The end of its log cannot be read**: changes made after the backup that are "
+            "not among those may be missing after the restore. Check the latest reviews."
+        )
+    else:
+        lost = ""
     return (
         f"A backup from {plan.backup.when} holds the label events up to "
-        f"#{plan.backup_version:,}. The damaged file still holds **{plan.newer_events:,} newer "
-        f"label event(s)**{unreadable}: restoring keeps them, on top of the backup. The damaged "
-        "file is set aside (renamed), never deleted."
+        f"#{plan.backup_version:,}. {kept}{lost} The damaged file is set aside (renamed), never "
+        "deleted."
     )
 
 

@@ -463,3 +463,28 @@ def test_the_app_contains_damage_met_after_opening(home, sentiment_prepared, mon
     at.run()  # the next run meets it on open
     assert not at.exception, at.exception
     assert "damaged" in at.error[0].value
+
+
+def test_checking_a_header_keeps_the_locks_that_protect_the_log(workspace):
+    """The sidebar reads every workspace's header on each rerun. Closing a descriptor of the
+    database drops all of this process's POSIX locks on it: a job process closing its own
+    connection then took itself for the last user and deleted the WAL, and the reviewer's
+    next "saved" relabel went to a deleted file (found in the browser, after an analysis)."""
+    assert workspace_problem(workspace.folder) is None  # what the sidebar does
+    assert workspace_problem(workspace.folder) is None  # and on the next rerun
+    child = (
+        "import sys; from data.store import Workspace; ws = Workspace(sys.argv[1]); "
+        "ws.relabel(1, ws.label_names[0], reviewer='job'); ws.close()"
+    )
+    subprocess.run([sys.executable, "-c", child, str(workspace.folder)], check=True, cwd=ROOT)
+    assert (workspace.folder / "store.sqlite-wal").exists()  # still in use by this process
+    event = workspace.relabel(2, workspace.label_names[-1], reviewer="ana")  # "Saved"
+    reader = (
+        "import sys; from data.store import Workspace; "
+        "print(Workspace(sys.argv[1]).label_version())"
+    )
+    seen = subprocess.run(
+        [sys.executable, "-c", reader, str(workspace.folder)],
+        check=True, cwd=ROOT, capture_output=True, text=True,
+    )  # fmt: skip
+    assert int(seen.stdout.strip()) == event  # another process sees the acknowledged write

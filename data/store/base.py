@@ -157,12 +157,34 @@ def workspace_problem(folder: str | os.PathLike) -> str | None:
     return _KNOWN_DAMAGE.get(str(folder)) or header_problem(folder / DB_NAME)
 
 
+# Descriptors of database files whose header this process read, by (device, inode): opened
+# once and never closed. Closing *any* descriptor of a file drops every POSIX lock the process
+# holds on it, SQLite's included ("How To Corrupt An SQLite Database File", 2.2). A plain
+# open()/close() of store.sqlite on every sidebar rerun made another process's connection
+# believe it was the last one: it deleted the WAL, and this process's later commits went to a
+# deleted file (acknowledged, then lost). Reading through a descriptor kept open is safe.
+_HEADER_FDS: dict[tuple[int, int], int] = {}
+_HEADER_FDS_LOCK = threading.Lock()
+
+
+def read_header(path: Path, n: int = 100) -> tuple[int, bytes]:
+    """The file's size and first ``n`` bytes, without ever closing a descriptor of it."""
+    with _HEADER_FDS_LOCK:
+        st = path.stat()
+        fd = _HEADER_FDS.get((st.st_dev, st.st_ino))
+        if fd is None:
+            fd = os.open(path, os.O_RDONLY)
+            opened = os.fstat(fd)  # the path may have been swapped since the stat
+            # If that inode already has one, this extra descriptor is kept open too (closing
+            # it would drop the locks); it is one descriptor per swap, at most.
+            fd = _HEADER_FDS.setdefault((opened.st_dev, opened.st_ino), fd)
+        return os.fstat(fd).st_size, os.pread(fd, n, 0)
+
+
 def header_problem(path: Path) -> str | None:
     """Damage visible in a database file's size and header, else None."""
     try:
-        size = path.stat().st_size
-        with open(path, "rb") as fh:
-            head = fh.read(100)
+        size, head = read_header(path)
     except OSError as exc:
         return f"{DB_NAME} cannot be read ({exc.strerror or exc})"
     if size == 0:
@@ -187,9 +209,7 @@ def _truncation(path: Path) -> str | None:
     """A file shorter than its header says (only asked once SQLite found damage: during a
     checkpoint the header can briefly run ahead of the file)."""
     try:
-        size = path.stat().st_size
-        with open(path, "rb") as fh:
-            head = fh.read(100)
+        size, head = read_header(path)
         page_size = int.from_bytes(head[16:18], "big")
         page_size = 65536 if page_size == 1 else page_size
         pages, counter, valid_for = (int.from_bytes(head[i : i + 4], "big") for i in (28, 24, 92))
