@@ -1,11 +1,16 @@
 """Second Look from the command line: the same functions the UI calls.
 
+    python cli.py import DATA --name reviews --text-column text --label-column label
+    python cli.py analyze workspaces/reviews
+    python cli.py review workspaces/reviews                    # the queue, likeliest errors first
+    python cli.py review workspaces/reviews --id 17 --label positive --reviewer ana
     python cli.py analyze DATA --text-column text --label-column label --out scores.csv
     python cli.py train DATA --text-column text --label-column label [--eval EVAL] --out DIR
     python cli.py predict MODEL_DIR --text "I love it" [--text ...]
     python cli.py predict MODEL_DIR DATA --text-column text [--out predictions.csv]
     python cli.py export WORKSPACE --format csv --out curated.csv
     python cli.py export WORKSPACE --format chat [--split train] --out chat.jsonl
+    python cli.py restore WORKSPACE            # a damaged workspace: its backup + newer events
 
 DATA is a CSV, TSV, JSONL/JSON or Parquet file, or a folder saved by ``datasets.save_to_disk``.
 Progress goes to stderr; bad arguments print a clear message and exit with status 2.
@@ -16,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sqlite3
 import sys
 import time
 from dataclasses import fields
@@ -43,7 +49,9 @@ def _progress_printer(prefix: str):
             return
         state["last"] = now
         if total:
-            _say(f"{prefix}: {info.get('stage', '')} {done:,}/{total:,}")
+            from curation.progress import describe  # rate and time left, as the UI shows them
+
+            _say(f"{prefix}: {info.get('stage', '')} {describe(info)}")
         elif info.get("step") is not None:
             loss = info.get("loss")
             _say(
@@ -59,8 +67,10 @@ def _progress_printer(prefix: str):
 def _load(path: str, args: argparse.Namespace, *, split_column: str | None = None):
     from data.readers import DataError, prepare_dataset, read_table
 
+    if not args.text_column or not args.label_column:
+        raise CliError(f"{path} is a data file: give --text-column and --label-column.")
     try:
-        raw = read_table(path)
+        raw = read_table(path, format=getattr(args, "format", None))
         for warning in raw.warnings:
             _say(f"warning: {warning}")
         return prepare_dataset(
@@ -83,6 +93,10 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
     if args.method is not None and args.method not in METHODS:
         raise CliError(f"Unknown --method {args.method!r}; valid: {', '.join(METHODS)}.")
+    if _is_workspace(args.data):
+        return _analyze_workspace(args)
+    if not args.out:
+        raise CliError("--out is required when analysing a data file (a .csv, .jsonl or .parquet).")
     prepared = _load(args.data, args)
     frame = prepared.frame
     settings = EncoderSettings(
@@ -177,6 +191,137 @@ class _FileCache:
         os.replace(tmp, path)
 
 
+# --------------------------------------------------------------------------- workspaces
+
+
+def _is_workspace(path: str) -> bool:
+    from data.store import DB_NAME
+
+    return (Path(path) / DB_NAME).is_file()
+
+
+def _open_workspace(path: str):
+    from data.store import StoreError, Workspace
+
+    try:
+        return Workspace(path)
+    except StoreError as exc:
+        raise CliError(str(exc)) from exc
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    """Create a workspace from a file, with the Data page's column mapping."""
+    from data.readers import DataError, prepare_dataset, read_table
+    from data.store import StoreError, Workspace, slugify, workspaces_root
+
+    if not args.label_column and len(args.annotator_column or []) < 2:
+        raise CliError("Give --label-column, or two or more --annotator-column.")
+    try:
+        raw = read_table(args.data, format=args.format)
+        prepared = prepare_dataset(
+            raw,
+            text_column=args.text_column,
+            label_column=args.label_column,
+            id_column=args.id_column,
+            split_column=args.split_column,
+            annotator_columns=args.annotator_column,
+            drop_empty_text=args.drop_empty_text,
+            test_size=args.test_size,
+            seed=args.seed,
+        )
+    except DataError as exc:
+        raise CliError(str(exc)) from exc
+    name = args.name or Path(raw.source).stem or "dataset"
+    root = Path(args.home) if args.home else workspaces_root()
+    try:
+        ws = Workspace.create(root / slugify(name), prepared, name=name, source=raw.source)
+    except StoreError as exc:
+        raise CliError(str(exc)) from exc
+    for warning in prepared.warnings:
+        _say(f"warning: {warning}")
+    counts = ws.counts()
+    _say(
+        f"import: {counts['n']:,} rows ({counts['train']:,} train, {counts['test']:,} test), "
+        f"{len(prepared.label_names)} labels, encoding {prepared.encoding}"
+    )
+    print(ws.folder)
+    return 0
+
+
+def _analyze_workspace(args: argparse.Namespace) -> int:
+    from curation.pipeline import analyze_workspace
+    from curation.probs import EncoderSettings
+
+    ws = _open_workspace(args.data)
+    settings = EncoderSettings(
+        model=args.model or "",
+        max_length=args.max_length,
+        batch_size=args.batch_size,
+        precision=args.precision,
+    )
+    _say(f"analyze: workspace {ws.name!r}, {ws.counts()['n']:,} rows; {settings.describe()}")
+    try:
+        analysis_id = analyze_workspace(
+            ws,
+            method=args.method,
+            settings=settings,
+            n_folds=args.folds,
+            seed=args.seed,
+            progress=_progress_printer("analyze"),
+        )
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
+    summary = ws.latest_analysis()["summary"]
+    _say(
+        f"analyze: analysis {analysis_id}: {summary.get('n_issues', 0):,} likely label errors; "
+        f"review them with: python cli.py review {ws.folder}"
+    )
+    return 0
+
+
+def cmd_review(args: argparse.Namespace) -> int:
+    """Show the review queue, or record reviewers' decisions on samples by id."""
+    from data.store import StoreError
+
+    ws = _open_workspace(args.workspace)
+    actions = [a for a in ("label", "accept", "keep", "exclude", "include") if getattr(args, a)]
+    if not args.id:
+        if actions:
+            raise CliError("Say which samples with --id (repeat it for more).")
+        page, total = ws.review_queue(order=args.order, limit=args.limit, flagged=args.flagged)
+        columns = ["ext_id", "label", "predicted_label", "predicted_prob", "label_quality", "text"]
+        _say(f"review: {total:,} rows in the queue (order {args.order}); the first {len(page)}:")
+        page = page[columns].rename(columns={"ext_id": "id"})
+        page["text"] = page["text"].str.slice(0, 80).str.replace("\n", " ", regex=False)
+        print(page.to_string(index=False))
+        return 0
+    if len(actions) != 1:
+        raise CliError("Give exactly one of --label LABEL, --accept, --keep, --exclude, --include.")
+    if not (args.reviewer or "").strip():
+        raise CliError("Give --reviewer NAME: every label event records who made it.")
+    try:
+        ids = ws.sample_ids(args.id)
+        triples = [_review_action(ws, sample_id, actions[0], args.label) for sample_id in ids]
+        events = ws.apply_actions(triples, reviewer=args.reviewer)
+    except (StoreError, ValueError) as exc:
+        raise CliError(str(exc)) from exc
+    _say(f"review: {len(events):,} event(s) saved ({actions[0]}) by {args.reviewer.strip()}")
+    return 0
+
+
+def _review_action(ws, sample_id: int, action: str, label: str | None):
+    if action == "label":
+        return (sample_id, "relabel", label)
+    if action in ("exclude", "include"):
+        return (sample_id, action, None)
+    if action == "keep":
+        return (sample_id, "confirm", ws.sample(sample_id)["label"])
+    predicted = ws.result_for(sample_id).get("predicted_label")
+    if predicted is None:
+        raise CliError("--accept takes the model's suggestion: analyse the workspace first.")
+    return (sample_id, "accept", predicted)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -263,6 +408,62 @@ def cmd_export(args: argparse.Namespace) -> int:
         n = int((splits == args.split).sum()) if args.split else len(splits)
         _say(f"export: {n:,} rows to {path}")
     return 0
+
+
+# --------------------------------------------------------------------------- damaged workspaces
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    """Put back a damaged workspace's newest backup, keeping the newer label events."""
+    from data.store import StoreError, restore_workspace
+
+    try:
+        report = restore_workspace(args.workspace, force=args.force)
+    except StoreError as exc:
+        raise CliError(str(exc)) from exc
+    _say(f"restore: {report.describe()}")
+    _say(f"restore: the workspace now holds label events up to #{report.label_version:,}")
+    return 0
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    """Take a backup of a workspace now (the app also takes them on its own)."""
+    from data.store import StoreError, Workspace
+
+    try:
+        ws = Workspace(args.workspace)
+        path = ws.backup()
+    except StoreError as exc:
+        raise CliError(str(exc)) from exc
+    _say(f"backup: label events up to #{ws.label_version():,} saved to {path}")
+    ws.close()
+    return 0
+
+
+def _add_store_commands(sub) -> None:
+    r = sub.add_parser("restore", help="restore a damaged workspace from its backup")
+    r.add_argument("workspace", help="workspace folder (holds store.sqlite)")
+    r.add_argument(
+        "--force",
+        action="store_true",
+        help="restore even when the workspace is not damaged (label events are kept)",
+    )
+    r.set_defaults(func=cmd_restore)
+    b = sub.add_parser("backup", help="take a backup of a workspace now")
+    b.add_argument("workspace", help="workspace folder (holds store.sqlite)")
+    b.set_defaults(func=cmd_backup)
+
+
+def _damage_message(args: argparse.Namespace, exc: Exception) -> str:
+    """The damaged-workspace message for an SQLite error in the middle of a command (the
+    workspace was damaged after it was opened); any other error is raised again."""
+    from data.store import DamagedWorkspace, diagnose
+
+    for path in (getattr(args, "workspace", None), getattr(args, "data", None)):
+        problem = diagnose(path) if isinstance(path, str) else None
+        if problem is not None:
+            return str(DamagedWorkspace(path, problem))
+    raise exc
 
 
 # --------------------------------------------------------------------------- predict
@@ -420,10 +621,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cli.py", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def data_args(p: argparse.ArgumentParser) -> None:
+    from data.readers import FORMATS as READ_FORMATS
+
+    def data_args(p: argparse.ArgumentParser, *, required: bool = True) -> None:
         p.add_argument("data", help="CSV/TSV/JSONL/JSON/Parquet file or datasets folder")
-        p.add_argument("--text-column", required=True)
-        p.add_argument("--label-column", required=True)
+        p.add_argument("--format", choices=READ_FORMATS, help="default: from the file's suffix")
+        p.add_argument("--text-column", required=required)
+        p.add_argument("--label-column", required=required)
         p.add_argument("--id-column")
         p.add_argument(
             "--drop-empty-text",
@@ -431,9 +635,29 @@ def build_parser() -> argparse.ArgumentParser:
             help="drop rows whose text is empty instead of stopping",
         )
 
-    a = sub.add_parser("analyze", help="score every label with cleanlab; write a table")
-    data_args(a)
-    a.add_argument("--out", required=True, help="output .csv, .jsonl or .parquet")
+    i = sub.add_parser("import", help="create a workspace from a file (as the Data page does)")
+    data_args(i, required=False)
+    i.add_argument("--name", help="workspace name (default: the file's name)")
+    i.add_argument("--split-column", help="column of train/test/validation (else a split is made)")
+    i.add_argument(
+        "--annotator-column",
+        action="append",
+        help="a column of one annotator's labels (repeat; 2+ make CROWDLAB consensus possible)",
+    )
+    i.add_argument("--test-size", type=float, default=0.2)
+    i.add_argument("--seed", type=int, default=0)
+    i.add_argument(
+        "--home", help="where workspaces live (default: $SECOND_LOOK_HOME or ./workspaces)"
+    )
+    i.set_defaults(func=cmd_import)
+
+    a = sub.add_parser(
+        "analyze",
+        help="score every label with cleanlab: a workspace (stored, for review) or a data file "
+        "(written to --out)",
+    )
+    data_args(a, required=False)
+    a.add_argument("--out", help="with a data file: output .csv, .jsonl or .parquet")
     a.add_argument("--model", default="", help="encoder folder or hub id (default: packaged)")
     a.add_argument("--max-length", type=int, default=64)
     a.add_argument("--batch-size", type=int, default=64)
@@ -501,8 +725,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--format",
         choices=EXPORT_FORMATS,
         required=True,
-        help="csv/jsonl/parquet: every row with provenance; instruction/chat: JSONL for "
-        "generative fine-tuning (excluded rows left out)",
+        help="csv/jsonl/parquet: every row with provenance, exactly as imported plus the "
+        "reviewers' changes; csv-spreadsheet: CSV whose formula-like cells and headers get a "
+        "leading ' (for opening in a spreadsheet; changes those cells); instruction/chat: "
+        "JSONL for generative fine-tuning (excluded rows left out)",
     )
     e.add_argument("--out", required=True)
     e.add_argument("--no-metadata", action="store_true")
@@ -514,6 +740,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     e.add_argument("--system-prompt", help="chat: the system message (default: built from labels)")
     e.set_defaults(func=cmd_export)
+
+    r = sub.add_parser("review", help="show the review queue, or relabel / keep / exclude by id")
+    r.add_argument("workspace", help="workspace folder (holds store.sqlite)")
+    r.add_argument("--id", action="append", help="a sample's id as imported (repeat for more)")
+    r.add_argument("--label", help="set this label")
+    r.add_argument("--accept", action="store_true", help="take the model's suggestion")
+    r.add_argument("--keep", action="store_true", help="confirm the current label")
+    r.add_argument("--exclude", action="store_true", help="leave the row out of training")
+    r.add_argument("--include", action="store_true", help="take an excluded row back")
+    r.add_argument("--reviewer", help="who decides (recorded with every event)")
+    r.add_argument(
+        "--order", default="quality", choices=["quality", "uncertainty", "random", "row"]
+    )
+    r.add_argument("--limit", type=int, default=20)
+    r.add_argument(
+        "--all",
+        dest="flagged",
+        action="store_const",
+        const=None,
+        default=True,
+        help="list every row, not only the flagged ones",
+    )
+    r.set_defaults(func=cmd_review)
+    _add_store_commands(sub)
     return parser
 
 
@@ -524,6 +774,9 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except CliError as exc:
         _say(f"error: {exc}")
+        return 2
+    except sqlite3.DatabaseError as exc:
+        _say(f"error: {_damage_message(args, exc)}")
         return 2
     except (ValueError, FileNotFoundError, OSError) as exc:
         _say(f"error: {exc}")

@@ -7,19 +7,54 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from app_pages.common import current_workspace, select_workspace
+from app_pages.plain import plain
+from app_pages.workspace import current_workspace, select_workspace
 from curation.probs import EncoderSettings
 from data import demo
-from data.readers import DataError, prepare_dataset, read_table
-from data.store import StoreError, Workspace, slugify, workspaces_root
+from data.readers import (
+    DATA_DIR_ENV,
+    UPLOAD_SUFFIXES,
+    DataError,
+    data_dir,
+    prepare_dataset,
+    read_table,
+    resolve_data_path,
+)
+from data.store import DamagedWorkspace, StoreError, Workspace, slugify, workspaces_root
 from training import jobs
 
 NONE = "(none)"
+# An import starts no analysis estimated to take longer than this without asking first.
+ASK_ABOVE_SECONDS = 3600.0
 
 
 @st.cache_data(show_spinner="Reading the file…", max_entries=4)
 def read_cached(source: str | bytes, filename: str | None):
     return read_table(source, filename=filename)
+
+
+def confirm_long_analysis(n_rows: int) -> bool:
+    """Whether the import may start the first analysis: yes when it is estimated to take up to
+    :data:`ASK_ABOVE_SECONDS`; beyond that only once the user ticks a box that shows the
+    estimate (a 1.36M-row CSV means hours of embedding on a CPU)."""
+    from curation.methods import DEFAULT_METHOD, analysis_seconds
+    from curation.progress import duration
+    from training.device import resolve_device
+
+    device = resolve_device("auto")
+    seconds = analysis_seconds(DEFAULT_METHOD, n_rows, device=device)
+    if seconds <= ASK_ABOVE_SECONDS:
+        return True
+    st.warning(
+        f"The first analysis of {n_rows:,} rows is estimated at about {duration(seconds)} on "
+        f"this machine ({device}), most of it embedding every text once and finding each "
+        "row's neighbours. You can import now and start it later on **Predictions & flags**."
+    )
+    return st.checkbox(
+        f"Yes, start the {duration(seconds)} analysis right after import",
+        value=False,
+        key="analyze_long_ok",
+    )
 
 
 def import_and_analyze(result, *, name: str, analyze: bool, **mapping) -> Workspace:
@@ -28,7 +63,15 @@ def import_and_analyze(result, *, name: str, analyze: bool, **mapping) -> Worksp
         workspaces_root() / slugify(name), prepared, name=name, source=result.source
     )
     select_workspace(ws.folder)
-    if analyze:
+    if analyze and prepared.lonely_labels:
+        # The analysis would refuse these labels after loading the model; say it now instead.
+        names = ", ".join(repr(v) for v in prepared.lonely_labels[:10])
+        st.session_state["flash_warning"] = (
+            f"The analysis was not started: the label(s) {names} have a single row, which no "
+            "model can learn out-of-sample. Relabel that row on the Review page (or add rows "
+            "of that label), then start the analysis on Predictions & flags."
+        )
+    elif analyze:
         jobs.launch(ws, "analyze", {"encoder": {}, "n_folds": 5, "seed": 0})
     return ws
 
@@ -38,6 +81,9 @@ def open_demo() -> None:
     try:
         ws = Workspace(folder)
         select_workspace(ws.folder)
+        return
+    except DamagedWorkspace:  # never import over it: its panel offers the restore
+        select_workspace(folder)
         return
     except StoreError:
         pass
@@ -78,10 +124,12 @@ if ws is None:
 
 if msg := st.session_state.pop("flash", None):
     st.success(msg)
+if msg := st.session_state.pop("flash_warning", None):
+    st.warning(plain(msg))  # it quotes label names
 
 if ws is not None:
     info, counts = ws.info(), ws.counts()
-    st.subheader(f"Workspace: {info.get('name')}")
+    st.subheader(f"Workspace: {plain(info.get('name'))}")
     cols = st.columns(5)
     cols[0].metric("Rows", f"{counts['n']:,}")
     cols[1].metric("Train", f"{counts['train']:,}")
@@ -92,36 +140,47 @@ if ws is not None:
         f"stratified train/test split made by Second Look (test size {info.get('test_size')}, "
         f"seed {info.get('split_seed')})"
         if info.get("split_seed") is not None
-        else f"split taken from column '{info.get('split_column')}'"
+        else f"split taken from column '{plain(info.get('split_column'))}'"
     )
     st.caption(
-        f"Source: {info.get('source')} · text column '{info.get('text_column')}', label column "
-        f"'{info.get('label_column')}' · {split_note} · encoding {info.get('encoding')}"
+        f"Source: {plain(info.get('source'))} · text column '{plain(info.get('text_column'))}', "
+        f"label column '{plain(info.get('label_column'))}' · {split_note} · "
+        f"encoding {plain(info.get('encoding'))}"
     )
     for warning in info.get("import_warnings") or []:
-        st.warning(warning)
+        st.warning(plain(warning))  # warnings quote column names and values
     st.dataframe(ws.label_counts(), width="content")
 
 st.divider()
 with st.expander("Import a dataset", expanded=ws is None):
     st.caption("CSV, TSV, JSONL/JSON, Parquet, or a folder saved by `datasets.save_to_disk`.")
-    upload = st.file_uploader(
-        "Upload a file", type=["csv", "tsv", "txt", "jsonl", "json", "parquet"], key="upload"
-    )
-    path = st.text_input("…or a path on this machine (file or datasets folder)", key="import_path")
+    upload = st.file_uploader("Upload a file", type=list(UPLOAD_SUFFIXES), key="upload")
+    # Reading a path on the server is offered only inside the folder an administrator named:
+    # otherwise any visitor could read any file the server can (keys, other people's data).
+    root = data_dir()
+    path = ""
+    if root is not None:
+        path = st.text_input(
+            "…or a file or datasets folder in the server's data folder",
+            key="import_path",
+            help=f"A path relative to the data folder set by {DATA_DIR_ENV}.",
+        )
     result = None
     try:
         if upload is not None:
             result = read_cached(upload.getvalue(), upload.name)
-        elif path.strip():
-            result = read_cached(str(Path(path.strip()).expanduser()), None)
+        elif root is not None and path.strip():
+            resolved = resolve_data_path(path, root)
+            result = read_cached(str(resolved), path.strip())
     except DataError as exc:
-        st.error(str(exc))
+        st.error(plain(exc))  # the message quotes the path or file name
     if result is not None:
         frame: pd.DataFrame = result.frame
-        st.write(f"**{result.source}**: {len(frame):,} rows, encoding {result.encoding}")
+        st.write(
+            f"**{plain(result.source)}**: {len(frame):,} rows, encoding {plain(result.encoding)}"
+        )
         for warning in result.warnings:
-            st.warning(warning)
+            st.warning(plain(warning))
         st.dataframe(frame.head(20), width="stretch")
         columns = [str(c) for c in frame.columns]
         guess_text = next(
@@ -163,10 +222,12 @@ with st.expander("Import a dataset", expanded=ws is None):
         drop_empty = st.checkbox("Drop rows with empty text", key="drop_empty")
         name = st.text_input(
             "Workspace name", value=Path(result.source).stem or "dataset", key="ws_name"
-        )
+        ).strip()
         analyze = st.checkbox(
             "Start the analysis right after import", value=True, key="analyze_after"
         )
+        if analyze:
+            analyze = confirm_long_analysis(len(frame))
         if st.button("Import", type="primary", key="do_import"):
             try:
                 import_and_analyze(
@@ -181,9 +242,17 @@ with st.expander("Import a dataset", expanded=ws is None):
                     drop_empty_text=drop_empty,
                 )
             except (DataError, StoreError, ValueError) as exc:
-                st.error(str(exc))
+                st.error(plain(exc))
+            except OSError as exc:  # the disk, not the data: full, read-only, permissions
+                st.error(
+                    plain(
+                        f"Could not write the workspace under {workspaces_root()}: "
+                        f"{exc.strerror or exc}. Free some space or set SECOND_LOOK_HOME to a "
+                        "writable folder."
+                    )
+                )
             else:
-                st.session_state["flash"] = f"Imported workspace '{name}'."
+                st.session_state["flash"] = f"Imported workspace '{plain(name)}'."
                 st.rerun()
 
 if ws is not None:
