@@ -6,9 +6,12 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from app_pages.common import active_job, job_status_line, progress_fraction, require_workspace
-from curation.methods import DEFAULT_METHOD, METHOD_HELP, METHODS, estimate_seconds
+from app_pages.plain import plain, plain_chart
+from app_pages.progress import active_job, job_status_line, progress_fraction
+from app_pages.workspace import require_workspace
+from curation.methods import DEFAULT_METHOD, METHOD_HELP, METHODS, analysis_seconds
 from curation.probs import EncoderSettings
+from curation.progress import describe as describe_progress
 from training import jobs
 from training.device import resolve_device
 
@@ -62,11 +65,9 @@ with st.expander("Analysis settings", expanded=ws.latest_analysis() is None):
     done_before = any(
         (a or {}).get("model_key") == settings.key() for a in ws.analyses()["settings"]
     )
-    seconds = estimate_seconds(
+    seconds = analysis_seconds(
         method, n_rows, device=device, n_folds=int(n_folds), cached=done_before
     )
-    if not done_before:
-        seconds += n_rows / (3000 if device == "cuda" else 370)
     st.caption(
         f"Estimated time on this machine ({device}) for {n_rows:,} rows: about "
         f"{_duration(seconds)}"
@@ -74,7 +75,7 @@ with st.expander("Analysis settings", expanded=ws.latest_analysis() is None):
         + "."
     )
     st.caption(
-        f"Out-of-sample probabilities: {settings.describe()}, then {n_folds}-fold "
+        f"Out-of-sample probabilities: {plain(settings.describe())}, then {n_folds}-fold "
         f"cross-validation ({method}); cleanlab scores each label and Datalab looks for "
         "outliers and near-duplicates. Embeddings and the neighbour graph are cached, so a "
         "re-analysis after relabeling only refits the classifier."
@@ -87,9 +88,8 @@ def analysis_panel() -> None:
     if job is not None:
         st.info(job_status_line(job))
         frac = progress_fraction(job.get("progress"))
-        p = job.get("progress") or {}
-        text = f"{p.get('done', 0):,} / {p.get('total', 0):,}" if p.get("total") else "starting…"
-        st.progress(frac or 0.0, text=text)
+        # Counts, rows/s and time left of the current stage, from its first batch on.
+        st.progress(frac or 0.0, text=describe_progress(job.get("progress")) or "starting…")
         if st.button("Cancel analysis", key="cancel_analysis"):
             jobs.cancel(ws, job["id"])
             st.rerun()
@@ -113,7 +113,7 @@ def analysis_panel() -> None:
         st.rerun(scope="app")
     last_job = next(iter(ws.jobs(kind="analyze")), None)
     if last_job is not None and last_job["status"] == "failed":
-        st.error(f"The last analysis failed: {last_job['error']}")
+        st.error(f"The last analysis failed: {plain(last_job['error'])}")
     elif last_job is not None and last_job["status"] == "cancelled":
         st.info("The last analysis was cancelled.")
     if stale:
@@ -161,9 +161,9 @@ cols[3].metric(
     help="Share of rows whose out-of-sample prediction equals the given label.",
 )
 st.caption(
-    f"Analysis {latest['id']} ({summary.get('method', latest['method'])}) at "
+    f"Analysis {latest['id']} ({plain(summary.get('method', latest['method']))}) at "
     f"{latest['created_at'][:19]} UTC on label version "
-    f"{latest['label_version']} · {summary.get('encoder', '')} · took "
+    f"{latest['label_version']} · {plain(summary.get('encoder', ''))} · took "
     f"{_duration(float(timings.get('total_seconds') or 0))} ("
     + ", ".join(
         f"{name} {_duration(float(timings[key]))}"
@@ -195,6 +195,8 @@ with right:
     flagged_rows = results[results["is_label_issue"]]
     if len(flagged_rows):
         cross = pd.crosstab(flagged_rows["label_used"], flagged_rows["predicted_label"])
+        # Plotly reads HTML tags in tick labels: class names are escaped for it.
+        cross = cross.rename(index=plain_chart, columns=plain_chart)
         fig = px.imshow(
             cross,
             text_auto=True,

@@ -202,6 +202,7 @@ def method_probs(
     if len(texts) != len(y):
         raise ValueError(f"texts has {len(texts)} rows but labels has {len(y)}; pass one of each.")
     report = _reporter(progress, should_stop)
+    check = _checker(should_stop)
     folds = _fold_ids(len(y), n_folds, seed)
     start = time.perf_counter()
     info: dict[str, Any] = {"method": method, "n_folds": n_folds, "seed": seed, "components": {}}
@@ -211,11 +212,13 @@ def method_probs(
         report({"stage": name, "done": i, "total": len(components)})
         t = time.perf_counter()
         if name == "embedding":
-            parts[name], settings = _embedding_probs(x, y, folds, k)
+            parts[name], settings = _embedding_probs(x, y, folds, k, check)
         elif name == "text":
-            parts[name], settings = _text_probs(texts, y, folds, k, text_matrix, seed, report)
+            parts[name], settings = _text_probs(
+                texts, y, folds, k, text_matrix, seed, report, check
+            )
         elif name == "neighbors":
-            parts[name], settings = _neighbor_probs(x, y, k, neighbors)
+            parts[name], settings = _neighbor_probs(x, y, k, neighbors, check)
         elif name == "logreg":
             parts[name] = out_of_sample_probs(x, y, n_folds=n_folds, seed=seed, n_classes=k)
             settings = {"model": "logistic regression", "C": 0.003}
@@ -320,6 +323,16 @@ def _normalise(p: np.ndarray) -> np.ndarray:
     return p / p.sum(1, keepdims=True)
 
 
+def _checker(should_stop: Callable[[], bool] | None) -> Callable[[], None]:
+    """Called between chunks of the long passes: raises :class:`MethodCancelled` on a stop."""
+
+    def check() -> None:
+        if should_stop is not None and should_stop():
+            raise MethodCancelled()
+
+    return check
+
+
 def _reporter(progress: Progress | None, should_stop: Callable[[], bool] | None) -> Progress:
     def report(event: dict[str, Any]) -> None:
         if should_stop is not None and should_stop():
@@ -341,6 +354,9 @@ _FIT_SECONDS_PER_ROW = {"embedding": 6e-6, "text": 7e-6, "neighbors": 1e-6, "log
 _POOL_SECONDS_PER_ROW = 4e-6
 _TEXT_SECONDS_PER_ROW = 1.5e-4  # TF-IDF + SVD fit on <= TEXT_FIT_ROWS rows + projection
 _NEIGHBOR_SECONDS_PER_PAIR = 8e-9  # exact brute-force graph: n * n products of 384-d rows
+# Texts per second the packaged encoder embeds at max length 64: ~370 on 2 busy CPU cores
+# (bf16 autocast; bench/big_import.py); the GPU figure is not measured here, conservative.
+EMBED_TEXTS_PER_SECOND = {"cpu": 370.0, "cuda": 3000.0}
 # Fine-tuning all-MiniLM-L6-v2, batch 32, max length 64. CPU: measured (bf16 autocast). GPU:
 # not measured here (no GPU in this session); conservative figures for a current datacenter GPU.
 _FINETUNE_RATES = {
@@ -404,6 +420,31 @@ def estimate_seconds(
     return round(total, 1)
 
 
+def analysis_seconds(
+    method: str,
+    n_rows: int,
+    *,
+    device: str = "cpu",
+    n_folds: int = 5,
+    cached: bool = False,
+) -> float:
+    """Rough wall time of a whole analysis: embedding every text (unless ``cached``), then
+    :func:`estimate_seconds` (the neighbour graph and text features too unless ``cached``).
+
+    What the Data page shows before an import starts one, and the Predictions page before a
+    run. Expect +-50%.
+
+    Examples
+    --------
+    >>> analysis_seconds("ensemble", 1_360_000) > 3600  # a 1.36M-row CSV: hours on a CPU
+    True
+    """
+    seconds = estimate_seconds(method, n_rows, device=device, n_folds=n_folds, cached=cached)
+    if not cached:
+        seconds += n_rows / EMBED_TEXTS_PER_SECOND[device]
+    return round(seconds, 1)
+
+
 def _finetune_seconds(
     n_rows: int, device: str, n_folds: int, cap: int | str | None, epochs: float
 ) -> float:
@@ -428,39 +469,67 @@ def _resolve_cap(cap: int | str | None, device: str) -> int | None:
     return cap
 
 
-def _standardize(x: np.ndarray) -> np.ndarray:
-    # Label-free, so doing it once on all rows leaks nothing; it makes the LDA shrinkage target
-    # (a multiple of the identity) mean the same for every column.
-    # Column moments accumulate in float64, but the arithmetic on the (n, d) matrix stays
-    # float32: a float64 copy of 100k x 384 alone took longer than all the LDA fits.
-    x = np.asarray(x, dtype=np.float32)
-    mean = x.mean(0, dtype=np.float64)
-    var = np.maximum(np.einsum("ij,ij->j", x, x, dtype=np.float64) / max(len(x), 1) - mean**2, 0)
-    std = np.sqrt(var)
+# Rows per step of the passes over the features (standardising, LDA statistics and posteriors,
+# neighbour votes): temporaries stay at ~100 MB at 512 columns however many rows there are, and
+# a cancel is noticed between steps (a step takes ~0.1 s).
+ROWS_PER_STEP = 32_768
+
+
+def _steps(n: int) -> list[tuple[int, int]]:
+    return [(a, min(n, a + ROWS_PER_STEP)) for a in range(0, n, ROWS_PER_STEP)]
+
+
+def _standardizer(x: Any, check: Callable[[], None]) -> Callable[[np.ndarray], np.ndarray]:
+    """A function that standardises a block of rows of ``x`` with all rows' column moments.
+
+    Label-free, so computing the moments on all rows leaks nothing; it makes the LDA shrinkage
+    target (a multiple of the identity) mean the same for every column. Moments accumulate in
+    float64 over blocks, but the arithmetic on the rows stays float32: a float64 copy of
+    100k x 384 alone took longer than all the LDA fits, and a float32 copy of 1.36M x 384
+    rows (2 GB) is more than the analysis may hold.
+    """
+    n, d = x.shape
+    total = np.zeros(d)
+    squares = np.zeros(d)
+    for a, b in _steps(n):
+        check()
+        block = np.asarray(x[a:b], dtype=np.float32)
+        total += block.sum(0, dtype=np.float64)
+        squares += np.einsum("ij,ij->j", block, block, dtype=np.float64)
+    mean = total / max(n, 1)
+    std = np.sqrt(np.maximum(squares / max(n, 1) - mean**2, 0))
     scale = np.where(std > 1e-12, 1.0 / np.maximum(std, 1e-12), 1.0).astype(np.float32)
-    return (x - mean.astype(np.float32)) * scale
+    mean32 = mean.astype(np.float32)
+
+    def standardize(block: np.ndarray) -> np.ndarray:
+        return (np.asarray(block, dtype=np.float32) - mean32) * scale
+
+    return standardize
 
 
 # --------------------------------------------------------------------------------------------
 # Components
 
 
-def _embedding_probs(x, y, folds, k) -> tuple[np.ndarray, dict[str, Any]]:
-    probs = lda_fold_probs(_standardize(x), y, folds, n_classes=k)
+def _embedding_probs(x, y, folds, k, check) -> tuple[np.ndarray, dict[str, Any]]:
+    probs = lda_fold_probs(x, y, folds, n_classes=k, standardize=True, check=check)
     return probs, {"model": "shrinkage LDA on embeddings", "shrinkage": SHRINKAGE}
 
 
-def _text_probs(texts, y, folds, k, matrix, seed, report) -> tuple[np.ndarray, dict[str, Any]]:
+def _text_probs(
+    texts, y, folds, k, matrix, seed, report, check
+) -> tuple[np.ndarray, dict[str, Any]]:
     cached = matrix is not None
     if matrix is None:
         matrix = text_features(texts, seed=seed, progress=report)
-    matrix = np.asarray(matrix, dtype=np.float32)
-    if matrix.ndim != 2 or len(matrix) != len(y):
+    if not hasattr(matrix, "shape"):  # e.g. nested lists; arrays and NpyRows are read by rows
+        matrix = np.asarray(matrix, dtype=np.float32)
+    if len(matrix.shape) != 2 or matrix.shape[0] != len(y):
         raise ValueError(
             f"text_matrix must be (n, r) with one row per text, got {matrix.shape} for {len(y)} "
             "rows; pass text_features(texts) for these texts."
         )
-    probs = lda_fold_probs(matrix, y, folds, n_classes=k)
+    probs = lda_fold_probs(matrix, y, folds, n_classes=k, check=check)
     settings = {
         "model": "shrinkage LDA on TF-IDF LSA",
         "dims": int(matrix.shape[1]),
@@ -470,7 +539,7 @@ def _text_probs(texts, y, folds, k, matrix, seed, report) -> tuple[np.ndarray, d
     return probs, settings
 
 
-def _neighbor_probs(x, y, k, neighbors) -> tuple[np.ndarray, dict[str, Any]]:
+def _neighbor_probs(x, y, k, neighbors, check=None) -> tuple[np.ndarray, dict[str, Any]]:
     n = len(y)
     cached = neighbors is not None
     if neighbors is None:
@@ -482,7 +551,7 @@ def _neighbor_probs(x, y, k, neighbors) -> tuple[np.ndarray, dict[str, Any]]:
             f"{neighbors.dtype} for {n} rows."
         )
     used = neighbors[:, : vote_k(n)]
-    probs = neighbor_vote_probs(y, used, n_classes=k)
+    probs = neighbor_vote_probs(y, used, n_classes=k, check=check)
     return probs, {"model": "neighbour vote", "k": int(used.shape[1]), "graph_cached": cached}
 
 
@@ -500,24 +569,29 @@ def _nearest(x: np.ndarray, k: int) -> np.ndarray:
 
 
 def lda_fold_probs(
-    x: np.ndarray,
+    x: Any,
     y: np.ndarray,
     folds: np.ndarray,
     *,
     n_classes: int,
     shrinkage: float = SHRINKAGE,
+    standardize: bool = False,
+    check: Callable[[], None] | None = None,
 ) -> np.ndarray:
     """K-fold out-of-sample posteriors of a shared-covariance Gaussian model (LDA).
 
     Each fold's model is fitted on the other folds: class means, a pooled within-class
     covariance shrunk towards ``trace/d * I`` by ``shrinkage``, and class priors. Every fold's
     statistics are the totals minus that fold's own Gram matrix and class sums, so all folds
-    cost one pass over ``x`` (``n * d**2`` multiply-adds) plus ``folds`` small solves.
+    cost one pass over ``x`` (``n * d**2`` multiply-adds) plus ``folds`` small solves, and a
+    second pass computes the posteriors. Both passes read :data:`ROWS_PER_STEP` rows at a time,
+    so ``x`` may be float16, or rows on disk (:class:`data.store.arrays.NpyRows`).
 
     Parameters
     ----------
     x
-        ``(n, d)`` float features, ideally standardised (the shrinkage target is isotropic).
+        ``(n, d)`` float features, ideally standardised (the shrinkage target is isotropic):
+        an array, or anything with ``shape`` whose ``x[a:b]`` gives rows as an array.
     y
         ``(n,)`` class ids ``0..n_classes-1``.
     folds
@@ -527,6 +601,10 @@ def lda_fold_probs(
     shrinkage
         In ``[0, 1]``: 0 = the sample covariance, 1 = a multiple of the identity. At least
         ``d / (d + n_train)`` is used, so small sets are not fitted to noise.
+    standardize
+        Centre and scale the columns first (label-free moments of all rows).
+    check
+        Called between steps; it may raise to stop (a cancel).
 
     Returns
     -------
@@ -537,26 +615,47 @@ def lda_fold_probs(
 
     if not 0 <= shrinkage <= 1:
         raise ValueError(f"shrinkage must lie in [0, 1], got {shrinkage!r}.")
-    x = np.asarray(x, dtype=np.float32)
+    check = check or (lambda: None)
     n, d = x.shape
     n_folds = int(folds.max()) + 1
-    onehot = np.zeros((n, n_classes), dtype=np.float32)
-    onehot[np.arange(n), y] = 1.0
     probs = np.zeros((n, n_classes))
     # One BLAS thread: measured 0.34 s (1 thread) against 3.4 s (2 threads) for 100k x 384 on a
     # busy 2-core machine, where a multi-threaded BLAS spin-waits for a core.
     with threadpool_limits(limits=1, user_api="blas"):
-        stats = [_fold_stats(x[folds == f], onehot[folds == f]) for f in range(n_folds)]
-        gram, sums, counts = (sum(s[i] for s in stats) for i in range(3))
+        prepare = (
+            _standardizer(x, check)
+            if standardize
+            else (lambda block: np.asarray(block, dtype=np.float32))
+        )
+        gram = np.zeros((n_folds, d, d))
+        sums = np.zeros((n_folds, n_classes, d))
+        counts = np.zeros((n_folds, n_classes))
+        for a, b in _steps(n):
+            check()
+            block, fold_of, labels = prepare(x[a:b]), folds[a:b], y[a:b]
+            for f in np.unique(fold_of):
+                rows = fold_of == f
+                onehot = np.zeros((int(rows.sum()), n_classes), dtype=np.float32)
+                onehot[np.arange(len(onehot)), labels[rows]] = 1.0
+                g, s, c = _fold_stats(block[rows], onehot)
+                gram[f] += g
+                sums[f] += s
+                counts[f] += c
+        models = []
         for f in range(n_folds):
-            test = folds == f
-            g, s, c = gram - stats[f][0], sums - stats[f][1], counts - stats[f][2]
+            g, s, c = gram.sum(0) - gram[f], sums.sum(0) - sums[f], counts.sum(0) - counts[f]
             present = c > 0
-            w, b = _lda_weights(g, s[present], c[present], d, shrinkage)
-            logits = x[test] @ w + b
-            logits -= logits.max(1, keepdims=True)
-            e = np.exp(logits)
-            probs[np.ix_(test, present)] = e / e.sum(1, keepdims=True)
+            models.append((present, *_lda_weights(g, s[present], c[present], d, shrinkage)))
+        for a, b in _steps(n):
+            check()
+            block, fold_of = prepare(x[a:b]), folds[a:b]
+            for f in np.unique(fold_of):
+                rows = np.flatnonzero(fold_of == f)
+                present, w, bias = models[f]
+                logits = block[rows] @ w + bias
+                logits -= logits.max(1, keepdims=True)
+                e = np.exp(logits)
+                probs[np.ix_(rows + a, present)] = e / e.sum(1, keepdims=True)
     return probs
 
 
@@ -581,7 +680,13 @@ def _lda_weights(
     return w.astype(np.float32), b
 
 
-def neighbor_vote_probs(y: np.ndarray, neighbors: np.ndarray, *, n_classes: int) -> np.ndarray:
+def neighbor_vote_probs(
+    y: np.ndarray,
+    neighbors: np.ndarray,
+    *,
+    n_classes: int,
+    check: Callable[[], None] | None = None,
+) -> np.ndarray:
     """Class shares among each row's neighbours, smoothed by one pseudo-vote split evenly.
 
     Out-of-sample as long as ``neighbors`` leaves each row itself out (the graphs of
@@ -595,6 +700,8 @@ def neighbor_vote_probs(y: np.ndarray, neighbors: np.ndarray, *, n_classes: int)
         ``(n, k)`` row indices of each row's nearest other rows.
     n_classes
         K.
+    check
+        Called between steps of :data:`ROWS_PER_STEP` rows; it may raise to stop.
 
     Returns
     -------
@@ -603,9 +710,12 @@ def neighbor_vote_probs(y: np.ndarray, neighbors: np.ndarray, *, n_classes: int)
     """
     n, k = neighbors.shape
     votes = np.zeros((n, n_classes))
-    neighbour_labels = y[neighbors]
-    for c in range(n_classes):
-        votes[:, c] = (neighbour_labels == c).sum(1)
+    for a, b in _steps(n):  # (rows, k) label blocks: a million rows' at once would be 0.3 GB
+        if check is not None:
+            check()
+        neighbour_labels = y[neighbors[a:b]]
+        for c in range(n_classes):
+            votes[a:b, c] = (neighbour_labels == c).sum(1)
     # One pseudo-vote spread evenly (not by the class shares, which include the row's own
     # label): no row of a class is ever certain, and nothing here sees the row's own label.
     votes += 1.0 / n_classes

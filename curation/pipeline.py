@@ -18,6 +18,7 @@ import pandas as pd
 
 from curation.issues import score_labels, summarize
 from curation.probs import EmbeddingCache, EncoderSettings, embed_texts
+from curation.progress import Cancelled, RateMeter, poller, stoppable
 from data.prepare import annotator_labels
 
 Progress = Callable[[dict[str, Any]], None]
@@ -28,10 +29,9 @@ KNN_K = 30
 DATALAB_K = 10
 # Methods that use the text (TF-IDF) features.
 _TEXT_METHODS = ("ensemble", "text", "finetune+ensemble")
-
-
-class Cancelled(Exception):
-    """Raised inside a job when the user asked to cancel it."""
+# From this many rows on, embeddings are held in float16: 1.36M x 384 float32 vectors alone
+# would be 2.1 GB. Below it results stay bit-for-bit those of float32.
+HALF_PRECISION_ROWS = 250_000
 
 
 @dataclass
@@ -56,7 +56,23 @@ def _label_ids(labels: list[str], label_names: list[str]) -> np.ndarray:
     unknown = sorted(set(labels) - set(index))
     if unknown:
         raise ValueError(f"Labels {unknown[:5]} are not among label_names {label_names}.")
-    return np.array([index[label] for label in labels], dtype=int)
+    y = np.array([index[label] for label in labels], dtype=int)
+    check_class_sizes(y, label_names)
+    return y
+
+
+def check_class_sizes(y: np.ndarray, label_names: list[str]) -> None:
+    """Refuse, naming the labels, classes with a single row: no fold model could learn them
+    out-of-sample. Called before any embedding, so the user learns it in seconds."""
+    counts = np.bincount(np.asarray(y, dtype=int), minlength=len(label_names))
+    lonely = [label_names[i] for i in np.flatnonzero(counts == 1)]
+    if lonely:
+        shown = ", ".join(repr(name) for name in lonely[:10])
+        raise ValueError(
+            f"The label(s) {shown} have a single row, which no model can learn from "
+            "out-of-sample, so the analysis cannot score them. Relabel that row (Review page, "
+            "filter by class) or add rows of that class to the file, then analyse again."
+        )
 
 
 def analyze(
@@ -69,12 +85,13 @@ def analyze(
     n_folds: int = 5,
     seed: int = 0,
     cache: EmbeddingCache | None = None,
-    knn: tuple[np.ndarray, np.ndarray] | None = None,
+    knn: tuple[np.ndarray, np.ndarray] | Callable[[], Any] | None = None,
     annotators: pd.DataFrame | None = None,
     issue_types: tuple[str, ...] = ("near_duplicate", "outlier"),
     method_options: dict[str, Any] | None = None,
     progress: Progress | None = None,
     should_stop: Callable[[], bool] | None = None,
+    on_knn: Callable[[np.ndarray, np.ndarray], None] | None = None,
 ) -> AnalysisResult:
     """Score every label, and find outliers and near-duplicates.
 
@@ -88,7 +105,9 @@ def analyze(
     knn
         A precomputed neighbour graph ``(indices, distances)`` of these texts under
         ``settings``' encoder; it depends on the texts only, so callers cache it across
-        re-analyses. Computed when ``None``.
+        re-analyses. Computed when ``None``. May be a function returning the graph (or
+        ``None``), called once the embeddings are done, so a stored graph (0.5 GB at a
+        million rows) is not held while embedding.
     annotators
         One column per annotator (label names, ``None`` where missing): adds CROWDLAB's
         consensus label and quality per row and a quality per annotator.
@@ -96,38 +115,66 @@ def analyze(
         Which of ``"near_duplicate"`` and ``"outlier"`` to check besides label errors.
     method_options
         Passed to :func:`curation.methods.method_probs` (e.g. the fine-tuning row cap).
+    progress
+        Called with ``{"stage", "done", "total", "unit"}`` events, plus ``rate`` (units per
+        second) and ``eta_seconds`` once measurable: per batch while embedding, per block of
+        the neighbour search, per step of the fits.
+    should_stop
+        Polled (at most every 0.2 s) between batches, blocks and steps; when it returns True
+        the analysis stops within about a second: :class:`Cancelled` (or
+        :class:`curation.methods.MethodCancelled` during the fits) is raised. Embeddings
+        already computed stay in ``cache``.
+    on_knn
+        Called with a newly built neighbour graph ``(indices, distances)`` right away, so a
+        caller can store it before the later stages run.
     """
     from curation.methods import DEFAULT_METHOD, method_probs
 
     method = method or DEFAULT_METHOD
     settings = settings or EncoderSettings()
     y = _label_ids(labels, label_names)
-    report = progress or (lambda _info: None)
-
-    def tick(info: dict[str, Any]) -> None:
-        report(info)
-        if should_stop is not None and should_stop():
-            raise Cancelled()
+    stop = poller(should_stop)
+    tick = _ticker(progress, stop)
+    # Library calls that cannot poll run beside a poller only when there is something to poll.
+    guard = stop if should_stop is not None else None
 
     timings: dict[str, Any] = {"rows": len(texts)}
     t0 = time.perf_counter()
+    # Text features first: their one-off SVD needs ~0.6 GB for a moment, best spent before
+    # the embeddings (1 GB at a million rows) and the model are in memory.
+    text_matrix = _text_matrix(texts, cache, tick, stop) if method in _TEXT_METHODS else None
+    timings["text_features_seconds"] = _since(t0)
+
+    t = time.perf_counter()
+    tick({"stage": "embedding"})
     features = embed_texts(
         texts,
         settings=settings,
         cache=cache,
-        progress=lambda done, total: tick({"stage": "embedding", "done": done, "total": total}),
+        should_stop=stop,
+        dtype=np.float16 if len(texts) >= HALF_PRECISION_ROWS else np.float32,
+        progress=lambda done, total: tick(
+            {"stage": "embedding", "done": done, "total": total, "unit": "texts"}
+        ),
     )
-    timings["embed_seconds"] = _since(t0)
+    timings["embed_seconds"] = _since(t)
 
     t = time.perf_counter()
+    if callable(knn):
+        tick({"stage": "neighbours"})  # reading a stored graph takes seconds at 1M rows
+        knn = knn()
     if knn is None:
-        tick({"stage": "neighbours", "done": 0, "total": 1})
-        knn = nearest_neighbours(features, k=min(KNN_K, len(texts) - 1))
+        tick({"stage": "neighbours"})
+        knn = nearest_neighbours(
+            features,
+            k=min(KNN_K, len(texts) - 1),
+            progress=lambda done, total: tick(
+                {"stage": "neighbours", "done": done, "total": total, "unit": "blocks"}
+            ),
+        )
+        if on_knn is not None:
+            on_knn(*knn)
     timings["knn_seconds"] = _since(t)
-
-    t = time.perf_counter()
-    text_matrix = _text_matrix(texts, cache, tick) if method in _TEXT_METHODS else None
-    timings["text_features_seconds"] = _since(t)
 
     tick({"stage": f"probabilities ({method})", "done": 0, "total": n_folds})
     t = time.perf_counter()
@@ -142,21 +189,28 @@ def analyze(
         text_matrix=text_matrix,
         neighbors=knn[0],
         label_names=label_names,
-        progress=lambda info: tick({"stage": f"probabilities ({method})", **info}),
-        should_stop=should_stop,
+        progress=lambda info: tick(
+            {**info, "stage": f"probabilities ({method}): {info.get('stage', '')}"}
+        ),
+        should_stop=stop,
         **(method_options or {}),
     )
     timings["fit_seconds"] = _since(t)
+    # The embeddings (1 GB at a million rows) are not needed past this point.
+    del features, text_matrix
 
-    tick({"stage": "cleanlab", "done": 0, "total": 1})
+    tick({"stage": "cleanlab"})
     t = time.perf_counter()
-    scores = score_labels(y, probs, label_names=label_names)
+    scores = stoppable(lambda: score_labels(y, probs, label_names=label_names), guard)
     timings["score_seconds"] = _since(t)
 
+    tick({"stage": "outliers and near-duplicates"})
     t = time.perf_counter()
-    rows, data_summary = _data_issues(features, y, probs, knn, label_names, issue_types)
+    rows, data_summary = stoppable(
+        lambda: _data_issues(None, y, probs, knn, label_names, issue_types), guard
+    )
     rows = pd.concat([scores.reset_index(drop=True), rows], axis=1)
-    health = _health(y, probs, label_names)
+    health = stoppable(lambda: _health(y, probs, label_names), guard)
     timings["issues_seconds"] = _since(t)
 
     summary: dict[str, Any] = {
@@ -167,9 +221,11 @@ def analyze(
         "method_info": method_info,
     }
     if annotators is not None and annotators.shape[1]:
-        tick({"stage": "consensus", "done": 0, "total": 1})
+        tick({"stage": "consensus"})
         t = time.perf_counter()
-        per_row, per_annotator = _consensus(annotators, probs, label_names)
+        per_row, per_annotator = stoppable(
+            lambda: _consensus(annotators, probs, label_names), guard
+        )
         rows["consensus_label"] = per_row["consensus_label"].to_numpy()
         rows["consensus_quality"] = per_row["consensus_quality"].to_numpy()
         summary["annotators"] = per_annotator.to_dict("records")
@@ -180,34 +236,75 @@ def analyze(
     return AnalysisResult(rows=rows, summary=summary, knn=knn, probs=probs)
 
 
-def _text_matrix(texts: list[str], cache: Any, tick: Progress) -> np.ndarray:
-    """The label-independent text features, from the workspace's array cache when it has them."""
-    from curation.text_features import text_features, text_features_key
+def _ticker(progress: Progress | None, stop: Callable[[], bool]) -> Progress:
+    """Every progress event gets a rate and time left, is reported, then polls for a cancel."""
+    report = progress or (lambda _info: None)
+    meter = RateMeter()
 
-    if not hasattr(cache, "get_array"):
-        return text_features(texts, progress=tick)
+    def tick(info: dict[str, Any]) -> None:
+        report(meter(info))
+        if stop():
+            raise Cancelled()
+
+    return tick
+
+
+def _reading_progress(
+    progress: Progress | None, should_stop: Callable[[], bool] | None
+) -> Callable[[int, int], None]:
+    """Progress of reading the rows, which may be cancelled like the rest."""
+    meter = RateMeter()
+
+    def report(done: int, total: int) -> None:
+        if progress is not None:
+            progress(
+                meter({"stage": "reading the rows", "done": done, "total": total, "unit": "rows"})
+            )
+        if should_stop is not None and should_stop():
+            raise Cancelled()
+
+    return report
+
+
+def _text_matrix(texts: list[str], cache: Any, tick: Progress, stop: Callable[[], bool]) -> Any:
+    """The label-independent text features, from the workspace's array cache when it has them.
+
+    In a workspace they are written to disk a block of rows at a time and read back the same
+    way (:class:`data.store.arrays.NpyRows`): at 1.36M rows the matrix is 2.8 GB.
+    """
+    from curation.text_features import text_feature_blocks, text_features, text_features_key
+
+    if not hasattr(cache, "open_array"):
+        return text_features(texts, progress=tick, should_stop=stop)
     key = "text-" + text_features_key(texts)
-    matrix = cache.get_array(key)
-    if matrix is None or len(matrix) != len(texts):
-        matrix = text_features(texts, progress=tick)
-        cache.put_array(key, matrix)
-    return matrix
+    matrix = cache.open_array(key)
+    if matrix is not None and len(matrix) == len(texts):
+        return matrix
+    with cache.array_writer(key, rows=len(texts)) as writer:
+        for _start, block in text_feature_blocks(texts, progress=tick, should_stop=stop):
+            writer.write(block)
+    return cache.open_array(key)
 
 
 def _since(t: float) -> float:
     return round(time.perf_counter() - t, 3)
 
 
-def nearest_neighbours(features: np.ndarray, *, k: int = KNN_K) -> tuple[np.ndarray, np.ndarray]:
+def nearest_neighbours(
+    features: np.ndarray,
+    *,
+    k: int = KNN_K,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """``(indices, distances)``, each ``(n, k)``: every row's ``k`` nearest other rows by
-    cosine distance, nearest first."""
-    from curation.neighbors import knn_graph
+    cosine distance, nearest first (int32 and float32 in memory; the store keeps int64 ids).
 
-    graph = knn_graph(features, k=k)
-    n = graph.shape[0]
-    indices = graph.indices.reshape(n, k).astype(np.int64)
-    distances = graph.data.reshape(n, k).astype(np.float32)
-    return indices, distances
+    ``progress(done, total)`` is called after every block of the search; an exception it
+    raises (a cancel) stops the search within a fraction of a second.
+    """
+    from curation.neighbors import knn_arrays
+
+    return knn_arrays(features, k=k, progress=progress)
 
 
 def knn_csr(knn: tuple[np.ndarray, np.ndarray]) -> Any:
@@ -293,10 +390,15 @@ def analyze_workspace(
 
     method = method or DEFAULT_METHOD
     settings = settings or EncoderSettings()
+    if progress is not None:  # reading a million rows takes a while: say so at once
+        progress({"stage": "reading the rows"})
     label_version = ws.label_version()
     info = ws.info()
     annotator_columns = list(info.get("annotator_columns") or [])
-    rows = ws.samples(with_meta=bool(annotator_columns))
+    rows = ws.analysis_inputs(
+        with_meta=bool(annotator_columns),
+        progress=_reading_progress(progress, should_stop),
+    )
     annotators = None
     if annotator_columns:
         # The same normalisation as at import, so votes match the label names.
@@ -305,28 +407,29 @@ def analyze_workspace(
             annotator_columns,
         )
     model_key = settings.key()
-    knn = ws.get_knn(model_key)
     result = analyze(
-        rows["text"].tolist(),
-        rows["label"].tolist(),
+        rows["text"],
+        rows["label"],
         label_names=ws.label_names,
         method=method,
         settings=settings,
         n_folds=n_folds,
         seed=seed,
         cache=ws,
-        knn=knn,
+        knn=lambda: ws.get_knn(model_key),
         annotators=annotators,
         method_options=method_options,
         progress=progress,
         should_stop=should_stop,
+        # Stored as soon as it is built: at a million rows it takes hours, and a cancel or a
+        # failure in a later stage must not throw it away.
+        on_knn=lambda indices, distances: ws.put_knn(model_key, indices, distances),
     )
-    if knn is None and result.knn is not None:
-        ws.put_knn(model_key, *result.knn)
+    del rows["text"], rows["label"]
     scores = result.rows
     results = pd.DataFrame(
         {
-            "sample_id": rows["id"].to_numpy(),
+            "sample_id": rows["id"],
             "label_used": scores["given_label"].to_numpy(),
             "predicted_label": scores["predicted_label"].to_numpy(),
             "predicted_prob": scores["predicted_prob"].to_numpy(),

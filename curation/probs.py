@@ -6,7 +6,9 @@ two steps that are cheap to repeat:
 
 1. :func:`embed_texts` turns texts into L2-normalised sentence embeddings with a frozen encoder
    (the packaged all-MiniLM-L6-v2 by default). Embeddings depend only on the text, so they are
-   cached by text hash and a relabel never re-encodes anything.
+   cached by text hash and a relabel never re-encodes anything. Texts stream through in chunks
+   (hashed, looked up, tokenized, encoded, stored, freed), so a million rows cost the result
+   array plus one chunk of memory, and a cancelled or killed run resumes where it stopped.
 2. :func:`out_of_sample_probs` fits a K-fold logistic regression on the embeddings; it takes
    about a second, so the analysis can be redone after every relabel.
 """
@@ -18,13 +20,16 @@ import hashlib
 import os
 import warnings
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
+from curation.progress import Cancelled, stoppable
 from data.demo import load_error_message, resolve_model
 from training.device import autocast_dtype, resolve_device, resolve_precision
 
@@ -33,6 +38,10 @@ DEVICES = ("auto", "cpu", "cuda")
 # How many new embeddings are written to the cache at a time: a crash or a cancel loses at most
 # this much work, while each write is still large enough to be one cheap transaction.
 CACHE_CHUNK = 1024
+# Distinct texts per chunk of embed_texts: tokenized, length-sorted and encoded together, then
+# freed. 16k short texts tokenize in well under a second and sort into batches with almost no
+# padding; memory per chunk is a few tens of MB however many rows there are.
+EMBED_CHUNK = 16_384
 _PACKAGED_MODEL = "all-MiniLM-L6-v2"
 
 
@@ -208,12 +217,18 @@ def embed_texts(
     cache: EmbeddingCache | None = None,
     progress: Callable[[int, int], None] | None = None,
     encoder: tuple[Any, Any] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    dtype: Any = np.float32,
+    chunk_size: int | None = None,
 ) -> np.ndarray:
-    """Sentence embeddings of ``texts``: float32 ``(n, d)``, mean-pooled and L2-normalised.
+    """Sentence embeddings of ``texts``: ``(n, d)``, mean-pooled and L2-normalised.
 
     This is the sentence-transformers recipe for all-MiniLM-L6-v2. Only texts missing from
-    ``cache`` are encoded, each distinct text once; new vectors are written to the cache every
-    ``CACHE_CHUNK`` texts, so an interrupted run keeps the work already done.
+    ``cache`` are encoded, each distinct text once. Texts stream through in chunks of
+    ``chunk_size`` distinct texts: each chunk is looked up in the cache, its missing texts are
+    tokenized, sorted by length, encoded and written to the cache every ``CACHE_CHUNK`` texts,
+    then freed. Memory therefore stays at the output array plus one chunk whatever the number
+    of rows, and an interrupted run keeps (and a rerun skips) the work already written.
 
     Parameters
     ----------
@@ -225,11 +240,25 @@ def embed_texts(
         Where vectors are looked up and stored, keyed by ``settings.key()`` and
         :func:`text_hash`. ``None`` encodes everything.
     progress
-        Called as ``progress(done, total)`` after each batch, counting distinct texts that
-        needed encoding (not called when the cache had everything).
+        Called as ``progress(done, total)`` after each encoded batch and after each chunk found
+        in the cache, counting distinct texts (``total``) done so far.
     encoder
         A ``(tokenizer, model)`` pair from :func:`load_encoder`; by default one is loaded (and
         kept for the next call).
+    should_stop
+        Polled before every batch and every 0.1 s during one; when it returns True, the
+        vectors encoded so far are written to the cache and :class:`Cancelled` is raised (a
+        batch still running is left to finish in the background and dropped).
+    dtype
+        Of the result: ``np.float32`` (default) or ``np.float16``, which halves the memory of
+        a million-row analysis (vectors are computed and cached in float32 either way).
+    chunk_size
+        Distinct texts per chunk (default :data:`EMBED_CHUNK`).
+
+    Raises
+    ------
+    Cancelled
+        ``should_stop()`` returned True.
 
     Examples
     --------
@@ -240,28 +269,87 @@ def embed_texts(
     True
     """
     texts = _check_texts(texts)
-    hashes = [text_hash(t) for t in texts]
-    first_text = dict(zip(hashes, texts, strict=True))  # distinct texts, first occurrence
+    chunk_size = EMBED_CHUNK if chunk_size is None else chunk_size
+    if not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}.")
+    digests = _digests(texts, should_stop)
+    # Row of each text's first occurrence, without a dict of 1M Python strings: equal texts
+    # have equal digests, and np.unique groups 20-byte digests in one sort.
+    _, first, inverse = np.unique(digests, return_index=True, return_inverse=True)
+    distinct = np.sort(first)
     key = settings.key()
-    found = cache.get_embeddings(key, list(first_text)) if cache is not None else {}
-    missing = [h for h in first_text if h not in found]
-    if missing or not texts:
+    if not texts and encoder is None:
+        encoder = _cached_encoder(settings.model, resolve_device(settings.device))
+    out: np.ndarray | None = None
+    if not texts:
+        return np.zeros((0, encoder[1].config.hidden_size), dtype=dtype)
+    done = 0
+    for start in range(0, len(distinct), chunk_size):
+        rows = distinct[start : start + chunk_size]
+        hashes = [d.hex() for d in digests[rows].tolist()]
+        found = cache.get_embeddings(key, hashes) if cache is not None else {}
+        if out is None and found:
+            out = np.empty((len(texts), len(next(iter(found.values())))), dtype=dtype)
+        missing = [j for j, h in enumerate(hashes) if h not in found]
+        if found:
+            have = np.array([j for j, h in enumerate(hashes) if h in found], dtype=np.int64)
+            out[rows[have]] = np.stack([found[hashes[j]] for j in have.tolist()])
+            done += len(have)
+            if progress is not None:
+                progress(done, len(distinct))
+        del found
+        if not missing:
+            continue
         # Loaded only when something needs encoding: a fully cached call costs no model load.
+        # Importing transformers and loading the weights takes seconds in a fresh job process:
+        # a cancel meanwhile should not wait for it.
         if encoder is None:
-            encoder = _cached_encoder(settings.model, resolve_device(settings.device))
-    if missing:
-        new = _encode(
-            [first_text[h] for h in missing],
-            missing,
+            device = resolve_device(settings.device)
+            encoder = stoppable(partial(_cached_encoder, settings.model, device), should_stop)
+        if out is None:
+            out = np.empty((len(texts), encoder[1].config.hidden_size), dtype=dtype)
+        chunk_rows = rows[missing]
+        vectors = _encode(
+            [texts[i] for i in chunk_rows.tolist()],
+            [hashes[j] for j in missing],
             encoder=encoder,
             settings=settings,
             cache=cache,
-            progress=progress,
+            progress=_offset(progress, done, len(distinct)),
+            should_stop=should_stop,
         )
-        found = {**found, **new}
-    if not texts:
-        return np.zeros((0, encoder[1].config.hidden_size), dtype=np.float32)
-    return np.stack([np.asarray(found[h], dtype=np.float32) for h in hashes])
+        out[chunk_rows] = vectors
+        done += len(missing)
+    # Duplicates copy their first occurrence's vector.
+    firsts = first[inverse]
+    dup = np.flatnonzero(firsts != np.arange(len(texts)))
+    out[dup] = out[firsts[dup]]
+    return out
+
+
+def _digests(texts: list[str], should_stop: Callable[[], bool] | None = None) -> np.ndarray:
+    """SHA-1 of every text as one ``V20`` array (20 bytes a row, no Python object per row).
+
+    ``should_stop`` is polled every 65,536 texts (~0.2 s): hashing a million takes seconds.
+    """
+    out = np.empty(len(texts), dtype="V20")
+    view = out.view(np.uint8).reshape(-1, 20) if len(texts) else None
+    for start in range(0, len(texts), 65536):
+        if should_stop is not None and should_stop():
+            raise Cancelled()
+        part = texts[start : start + 65536]
+        joined = b"".join(hashlib.sha1(t.encode("utf-8", "surrogatepass")).digest() for t in part)
+        view[start : start + len(part)] = np.frombuffer(joined, dtype=np.uint8).reshape(-1, 20)
+    return out
+
+
+def _offset(
+    progress: Callable[[int, int], None] | None, done: int, total: int
+) -> Callable[[int, int], None] | None:
+    """``progress`` for one chunk: its own counts shifted by the rows done before it."""
+    if progress is None:
+        return None
+    return lambda chunk_done, _chunk_total: progress(done + chunk_done, total)
 
 
 def _check_texts(texts: Sequence[str]) -> list[str]:
@@ -285,37 +373,101 @@ def _encode(
     settings: EncoderSettings,
     cache: EmbeddingCache | None,
     progress: Callable[[int, int], None] | None,
-) -> dict[str, np.ndarray]:
-    """Encode distinct texts in length-sorted batches; return vectors by hash."""
-    import torch
+    should_stop: Callable[[], bool] | None = None,
+) -> np.ndarray:
+    """Encode one chunk of distinct texts in length-sorted batches: float32 ``(n, d)``, in order.
 
+    Vectors go to the cache every :data:`CACHE_CHUNK` texts; on a cancel the ones not yet
+    written are written first, so a rerun encodes none of them again.
+    """
     tokenizer, model = encoder
     device = next(model.parameters()).device
     dtype = autocast_dtype(resolve_precision(settings.precision, device.type))
-    # Tokenize once without padding, then batch texts of similar length: padding to the longest
-    # text of a batch instead of the longest overall is most of the speed-up on short texts.
-    texts = [_tokenizable(t) for t in texts]
-    ids = tokenizer(texts, truncation=True, max_length=settings.max_length)["input_ids"]
+    # Tokenize the chunk without padding, then batch texts of similar length: padding to the
+    # longest text of a batch instead of the longest overall is most of the speed-up on short
+    # texts. Only the ids are kept (_pad() builds each batch's attention mask).
+    ids = stoppable(
+        partial(
+            tokenizer,
+            [_tokenizable(t) for t in texts],
+            truncation=True,
+            max_length=settings.max_length,
+            return_attention_mask=False,
+            return_token_type_ids=False,
+        ),
+        should_stop,
+    )["input_ids"]
     order = np.argsort([len(x) for x in ids], kind="stable")
-    out: dict[str, np.ndarray] = {}
-    pending: dict[str, np.ndarray] = {}
-    with torch.inference_mode():
+    vectors: np.ndarray | None = None
+    pending: list[int] = []
+    key = settings.key()
+    # One worker thread runs the chunk's forward passes, so a cancel need not wait for one.
+    pool = ThreadPoolExecutor(1, thread_name_prefix="encode") if should_stop else None
+    try:
         for start in range(0, len(order), settings.batch_size):
+            if should_stop is not None and should_stop():
+                raise Cancelled()
             idx = order[start : start + settings.batch_size]
-            batch = tokenizer.pad({"input_ids": [ids[i] for i in idx]}, return_tensors="pt")
-            vectors = _forward(model, batch, device=device, dtype=dtype)
-            for i, vec in zip(idx, vectors, strict=True):
-                pending[hashes[i]] = vec
+            batch = _pad([ids[i] for i in idx], tokenizer)
+            # Polled during the forward pass too: on a busy CPU one batch can take seconds,
+            # and a cancel should not wait for it (the abandoned batch is simply not kept).
+            out = stoppable(
+                partial(_encode_batch, model, batch, device=device, dtype=dtype),
+                should_stop,
+                executor=pool,
+            )
+            if vectors is None:
+                vectors = np.empty((len(texts), out.shape[1]), dtype=np.float32)
+            vectors[idx] = out
+            pending.extend(idx.tolist())
             if cache is not None and len(pending) >= CACHE_CHUNK:
-                cache.put_embeddings(settings.key(), pending)
-                out.update(pending)
-                pending = {}
+                _store(cache, key, hashes, vectors, pending)
+                pending = []
             if progress is not None:
                 progress(min(start + settings.batch_size, len(order)), len(order))
+    except Cancelled:
+        if cache is not None and pending:
+            _store(cache, key, hashes, vectors, pending)
+        raise
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=False)  # an abandoned batch finishes on its own
     if cache is not None and pending:
-        cache.put_embeddings(settings.key(), pending)
-    out.update(pending)
-    return out
+        _store(cache, key, hashes, vectors, pending)
+    return vectors
+
+
+def _encode_batch(model: Any, batch: dict[str, Any], *, device: Any, dtype: Any) -> np.ndarray:
+    """One forward pass without autograd (inference mode is per thread: entered here)."""
+    import torch
+
+    with torch.inference_mode():
+        return _forward(model, batch, device=device, dtype=dtype)
+
+
+def _pad(ids: list[list[int]], tokenizer: Any) -> dict[str, Any]:
+    """``input_ids`` and ``attention_mask`` tensors of one batch, padded to its longest text.
+
+    What ``tokenizer.pad(..., return_tensors="pt")`` returns, on the tokenizer's padding side,
+    without its per-token Python conversions (a third of the non-model time per text).
+    """
+    import torch
+
+    width = max(len(x) for x in ids)
+    input_ids = np.full((len(ids), width), tokenizer.pad_token_id or 0, dtype=np.int64)
+    mask = np.zeros((len(ids), width), dtype=np.int64)
+    left = getattr(tokenizer, "padding_side", "right") == "left"
+    for row, x in enumerate(ids):
+        cols = slice(width - len(x), width) if left else slice(0, len(x))
+        input_ids[row, cols] = x
+        mask[row, cols] = 1
+    return {"input_ids": torch.from_numpy(input_ids), "attention_mask": torch.from_numpy(mask)}
+
+
+def _store(
+    cache: EmbeddingCache, key: str, hashes: list[str], vectors: np.ndarray, rows: list[int]
+) -> None:
+    cache.put_embeddings(key, {hashes[i]: vectors[i] for i in rows})
 
 
 def _tokenizable(text: str) -> str:
@@ -411,7 +563,7 @@ def out_of_sample_probs(
     if not tol > 0:
         raise ValueError(f"tol must be > 0, got {tol!r}.")
     folds = _fold_ids(len(labels), n_folds, seed)
-    x = _standardize(features)
+    x = _standardize(features.astype(np.float32, copy=False))
     return _k_fold_probs(x, labels, folds, k=k, C=C, max_iter=max_iter, tol=tol)
 
 
@@ -434,7 +586,7 @@ def _check_oos_inputs(
         )
     if len(labels) and labels.min() < 0:
         raise ValueError("labels contain negative ids; drop unlabeled rows before scoring.")
-    if not np.isfinite(features).all():
+    if not _all_finite(features):
         raise ValueError("features contain NaN or inf; re-embed or drop those rows.")
     if not (isinstance(n_folds, int) and 2 <= n_folds <= len(labels)):
         raise ValueError(
@@ -452,7 +604,16 @@ def _check_oos_inputs(
             f"class id(s) {lonely} have a single row, which no fold model can learn from "
             "out-of-sample; label more rows of those classes or merge/drop them."
         )
-    return features.astype(np.float32, copy=False), labels, k
+    # float16 stays float16: a float32 copy of 1.36M x 384 alone is 2 GB (the chunked fits
+    # in curation.methods read it a block at a time).
+    if features.dtype != np.float16:
+        features = features.astype(np.float32, copy=False)
+    return features, labels, k
+
+
+def _all_finite(x: np.ndarray, rows: int = 65_536) -> bool:
+    """``np.isfinite(x).all()`` a block of rows at a time (no n x d boolean array)."""
+    return all(np.isfinite(x[a : a + rows]).all() for a in range(0, len(x), rows))
 
 
 def _fold_ids(n: int, n_folds: int, seed: int) -> np.ndarray:

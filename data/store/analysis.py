@@ -5,14 +5,15 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from data.store.base import chunks, loads, now, to_json
+from data.store.arrays import NpyRows, NpyWriter
+from data.store.base import StoreError, chunks, loads, now, to_json
 
 # Optional per-row results (issue types beyond label errors) and their Python types.
 OPTIONAL_RESULT_COLUMNS: dict[str, type] = {
@@ -25,21 +26,69 @@ OPTIONAL_RESULT_COLUMNS: dict[str, type] = {
 }
 
 
+# Rows of the knn table fetched per step by get_knn, and of the samples by analysis_inputs.
+_KNN_READ_ROWS = 20_000
+_INPUT_READ_ROWS = 50_000
+
+
 class AnalysisMixin:
+    # -- what an analysis reads ---------------------------------------------------------------
+    def analysis_inputs(
+        self,
+        *,
+        with_meta: bool = False,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> dict[str, Any]:
+        """Every sample's id, text and current label (and meta dicts), in id order.
+
+        What :func:`curation.pipeline.analyze_workspace` needs and nothing else, fetched in
+        batches: :meth:`samples` builds all 13 columns from one fetch of every row, which at
+        1.36M rows peaked at 1.8 GB and took 26 s. Labels share one string object per class.
+
+        Returns
+        -------
+        dict
+            ``id`` (int64 array), ``text`` and ``label`` (lists of str) and, with
+            ``with_meta``, ``meta`` (list of dicts). ``progress(done, total)`` is called after
+            each batch.
+        """
+        import json
+
+        total = int(self._read("SELECT COUNT(*) FROM samples")[0][0])
+        ids = np.empty(total, dtype=np.int64)
+        texts: list[str] = []
+        labels: list[str] = []
+        metas: list[dict[str, Any]] = []
+        names: dict[str, str] = {}
+        columns = "id, text, label" + (", meta" if with_meta else "")
+        with self._lock:
+            cursor = self._conn.execute(f"SELECT {columns} FROM samples ORDER BY id")
+            while batch := cursor.fetchmany(_INPUT_READ_ROWS):
+                start = len(texts)
+                if start + len(batch) > total:
+                    raise StoreError("rows were added while the analysis read them; retry.")
+                ids[start : start + len(batch)] = [r[0] for r in batch]
+                texts.extend(r[1] for r in batch)
+                labels.extend(names.setdefault(r[2], r[2]) for r in batch)
+                if with_meta:
+                    metas.extend(json.loads(r[3]) if r[3] else {} for r in batch)
+                if progress is not None:
+                    progress(len(texts), total)
+        out: dict[str, Any] = {"id": ids[: len(texts)], "text": texts, "label": labels}
+        if with_meta:
+            out["meta"] = metas
+        return out
+
     # -- embeddings cache (implements curation.probs.EmbeddingCache) -----------------------
     def get_embeddings(self, model_key: str, text_hashes: Sequence[str]) -> dict[str, np.ndarray]:
-        """Cached vectors for the given text hashes (missing ones are simply absent)."""
+        """Cached vectors for the given text hashes (missing ones are simply absent).
+
+        Looked up by primary key, 900 at a time: :func:`curation.probs.embed_texts` asks one
+        chunk (~16k texts) at a time, which costs ~0.1 s however many vectors are stored (a
+        whole-table scan per chunk would read every stored vector again for each chunk).
+        """
         wanted = list(dict.fromkeys(text_hashes))
         out: dict[str, np.ndarray] = {}
-        if len(wanted) > 2000:
-            # One scan beats thousands of IN-lookups for whole-dataset re-analyses.
-            wanted_set = set(wanted)
-            for r in self._read(
-                "SELECT text_hash, vector FROM embeddings WHERE model_key = ?", (model_key,)
-            ):
-                if r[0] in wanted_set:
-                    out[r[0]] = np.frombuffer(r[1], dtype=np.float32)
-            return out
         for chunk in chunks(wanted, 900):
             rows = self._read(
                 "SELECT text_hash, vector FROM embeddings WHERE model_key = ? AND text_hash IN"
@@ -140,7 +189,9 @@ class AnalysisMixin:
             )
             return aid
 
-        return self._write(write)
+        analysis_id = self._write(write)
+        self.backup(quiet=True)  # an analysis takes minutes to redo: keep a copy with it
+        return analysis_id
 
     def analyses(self) -> pd.DataFrame:
         df = self._frame("SELECT * FROM analyses ORDER BY id DESC")
@@ -198,6 +249,19 @@ class AnalysisMixin:
         np.save(tmp, np.asarray(array), allow_pickle=False)
         os.replace(tmp, path)
 
+    def open_array(self, key: str) -> NpyRows | None:
+        """A cached 2-D array as :class:`data.store.arrays.NpyRows` (rows read on demand, for
+        arrays too big to load whole), or ``None`` when missing or unreadable."""
+        try:
+            return NpyRows(self._array_path(key))
+        except (OSError, ValueError):
+            return None
+
+    def array_writer(self, key: str, *, rows: int, dtype: Any = np.float32) -> NpyWriter:
+        """Write a cached 2-D array block by block (``with ws.array_writer(...) as w:
+        w.write(block)``); it replaces ``cache/<key>.npy`` only once complete."""
+        return NpyWriter(self._array_path(key), rows=rows, dtype=dtype)
+
     def _array_path(self, key: str) -> Path:
         if not re.fullmatch(r"[A-Za-z0-9_.=+-]{1,200}", key):
             raise ValueError(f"array key {key!r} must be 1-200 letters, digits or _.=+-")
@@ -206,24 +270,45 @@ class AnalysisMixin:
     # -- the neighbour graph (label-independent; one per encoder) ---------------------------
     def get_knn(self, model_key: str) -> tuple[np.ndarray, np.ndarray] | None:
         """The stored ``(indices, distances)`` arrays, each ``(n_samples, k)`` in sample-id
-        order, or ``None`` when this encoder's graph is not stored (or the rows changed)."""
-        rows = self._read(
-            "SELECT neighbor_ids, distances FROM knn WHERE model_key = ? ORDER BY sample_id",
-            (model_key,),
-        )
+        order (int32 ids, float32 distances), or ``None`` when this encoder's graph is not
+        stored (or the rows changed)."""
         n = int(self._read("SELECT COUNT(*) FROM samples")[0][0])
-        if len(rows) != n or n == 0:
+        stored = int(self._read("SELECT COUNT(*) FROM knn WHERE model_key = ?", (model_key,))[0][0])
+        if stored != n or n == 0:
             return None
-        # One blob per row: reading 100k rows of 10 neighbours takes ~0.1 s (one SQL row per
-        # neighbour took 1.5 s).
-        indices = np.frombuffer(b"".join(r[0] for r in rows), dtype=np.int64).reshape(n, -1)
-        distances = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(n, -1)
-        return indices.copy(), distances.copy()
+        indices = distances = None
+        # One blob per row (100k rows of 10 neighbours read in ~0.1 s; one SQL row per
+        # neighbour took 1.5 s), fetched in batches straight into the two arrays: holding all
+        # rows' blobs first would cost twice the graph at a million rows.
+        with self._lock:
+            cursor = self._conn.execute(
+                "SELECT neighbor_ids, distances FROM knn WHERE model_key = ? ORDER BY sample_id",
+                (model_key,),
+            )
+            row = 0
+            while batch := cursor.fetchmany(_KNN_READ_ROWS):
+                if indices is None:
+                    k = len(batch[0][0]) // 8
+                    # int32 in memory (0.16 GB less at a million rows and k = 30); int64 blobs.
+                    indices = np.empty((n, k), dtype=np.int32 if n < 2**31 else np.int64)
+                    distances = np.empty((n, k), dtype=np.float32)
+                stop = row + len(batch)
+                indices[row:stop] = np.frombuffer(
+                    b"".join(r[0] for r in batch), dtype=np.int64
+                ).reshape(len(batch), -1)
+                distances[row:stop] = np.frombuffer(
+                    b"".join(r[1] for r in batch), dtype=np.float32
+                ).reshape(len(batch), -1)
+                row = stop
+        if row != n:  # rewritten between the count and the read: let the caller rebuild it
+            return None
+        return indices, distances
 
     def put_knn(self, model_key: str, indices: np.ndarray, distances: np.ndarray) -> None:
         """Store the neighbour graph of all samples (row ``i`` = sample id ``i``)."""
-        indices = np.ascontiguousarray(indices, dtype=np.int64)
-        distances = np.ascontiguousarray(distances, dtype=np.float32)
+        indices, distances = np.asarray(indices), np.asarray(distances)
+        if not np.issubdtype(indices.dtype, np.integer):
+            raise ValueError(f"knn indices must be integers, got {indices.dtype}.")
         n = int(self._read("SELECT COUNT(*) FROM samples")[0][0])
         if indices.shape != distances.shape or indices.ndim != 2 or len(indices) != n:
             raise ValueError(
@@ -233,9 +318,18 @@ class AnalysisMixin:
 
         def write(conn: sqlite3.Connection) -> None:
             conn.execute("DELETE FROM knn WHERE model_key = ?", (model_key,))
+            # Row by row to int64/float32 blobs: no whole-graph copy in the stored types.
             conn.executemany(
                 "INSERT INTO knn (model_key, sample_id, neighbor_ids, distances) VALUES (?,?,?,?)",
-                ((model_key, i, indices[i].tobytes(), distances[i].tobytes()) for i in range(n)),
+                (
+                    (
+                        model_key,
+                        i,
+                        indices[i].astype(np.int64).tobytes(),
+                        distances[i].astype(np.float32).tobytes(),
+                    )
+                    for i in range(n)
+                ),
             )
 
         self._write(write)
