@@ -68,7 +68,7 @@ elif fmt == "csv-spreadsheet":
 st.download_button(
     f"Download curated dataset (.{suffix})",
     data=payload,
-    file_name=f"{slugify(ws.name)}-curated.{suffix}",
+    file_name=f"{slugify(ws.name)}-curated{'-for-spreadsheets' if fmt == 'csv-spreadsheet' else ''}.{suffix}",
     mime={"csv": "text/csv", "jsonl": "application/jsonl", "parquet": "application/octet-stream"}[
         suffix
     ],

@@ -430,8 +430,8 @@ def restore_workspace(folder: str | os.PathLike, *, force: bool = False) -> Rest
         raise StoreError(f"No workspace at {folder} (no {DB_NAME} inside); nothing to restore.")
     if not force and diagnose(folder) is None:
         raise StoreError(
-            f"The workspace at {folder} is not damaged: nothing to restore. (Pass force to roll "
-            "it back to its backup anyway; its label events are kept.)"
+            f"The workspace at {folder} is not damaged: nothing to restore. (To roll it back to "
+            "its backup anyway, keeping its label events: cli.py restore --force.)"
         )
     sound = _sound_backup(folder)
     if sound is None:

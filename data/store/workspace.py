@@ -46,8 +46,8 @@ class Workspace(LabelsMixin, ReviewMixin, AnalysisMixin, JobsMixin, BackupMixin,
         if db_path.exists():
             if not overwrite:
                 raise StoreError(
-                    f"A workspace already exists at {folder}. Open it, choose another name, or "
-                    "pass overwrite=True to replace it."
+                    f"A workspace already exists at {folder}. Open it (the Workspace list in "
+                    "the sidebar) or choose another name."
                 )
             shutil.rmtree(folder)
         folder.mkdir(parents=True, exist_ok=True)
