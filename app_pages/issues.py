@@ -61,7 +61,8 @@ with st.expander("Analysis settings", expanded=ws.latest_analysis() is None):
     device = resolve_device("auto")
     n_rows = ws.counts()["n"]
     # Embeddings, text features and the neighbour graph are cached after the first analysis
-    # with this encoder; before it, embedding every text dominates (~370 texts/s on 2 CPU cores).
+    # with this encoder; before it, embedding every text dominates (130-370 texts/s on 2 CPU
+    # cores, by precision: curation.methods.EMBED_TEXTS_PER_SECOND).
     done_before = any(
         (a or {}).get("model_key") == settings.key() for a in ws.analyses()["settings"]
     )

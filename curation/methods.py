@@ -354,9 +354,11 @@ _FIT_SECONDS_PER_ROW = {"embedding": 6e-6, "text": 7e-6, "neighbors": 1e-6, "log
 _POOL_SECONDS_PER_ROW = 4e-6
 _TEXT_SECONDS_PER_ROW = 1.5e-4  # TF-IDF + SVD fit on <= TEXT_FIT_ROWS rows + projection
 _NEIGHBOR_SECONDS_PER_PAIR = 8e-9  # exact brute-force graph: n * n products of 384-d rows
-# Texts per second the packaged encoder embeds at max length 64: ~370 on 2 busy CPU cores
-# (bf16 autocast; bench/big_import.py); the GPU figure is not measured here, conservative.
-EMBED_TEXTS_PER_SECOND = {"cpu": 370.0, "cuda": 3000.0}
+# Texts per second the packaged encoder embeds at max length 64 on 2 CPU cores: ~370 with
+# native bf16 autocast (bench/loop.py), ~130 in fp32 on a CPU without it (bench/big_import.py
+# measured 120-145 in a process of its own, 90 at nice 10 beside other work). The GPU figure is
+# not measured here; conservative.
+EMBED_TEXTS_PER_SECOND = {"cpu-bf16": 370.0, "cpu-fp32": 130.0, "cuda": 3000.0}
 # Fine-tuning all-MiniLM-L6-v2, batch 32, max length 64. CPU: measured (bf16 autocast). GPU:
 # not measured here (no GPU in this session); conservative figures for a current datacenter GPU.
 _FINETUNE_RATES = {
@@ -428,8 +430,9 @@ def analysis_seconds(
     n_folds: int = 5,
     cached: bool = False,
 ) -> float:
-    """Rough wall time of a whole analysis: embedding every text (unless ``cached``), then
-    :func:`estimate_seconds` (the neighbour graph and text features too unless ``cached``).
+    """Rough wall time of a whole analysis: embedding every text (unless ``cached``; at the
+    rate of this CPU's precision, bf16 or fp32), then :func:`estimate_seconds` (the neighbour
+    graph and text features too unless ``cached``).
 
     What the Data page shows before an import starts one, and the Predictions page before a
     run. Expect +-50%.
@@ -441,8 +444,16 @@ def analysis_seconds(
     """
     seconds = estimate_seconds(method, n_rows, device=device, n_folds=n_folds, cached=cached)
     if not cached:
-        seconds += n_rows / EMBED_TEXTS_PER_SECOND[device]
+        seconds += n_rows / _embed_rate(device)
     return round(seconds, 1)
+
+
+def _embed_rate(device: str) -> float:
+    if device != "cpu":
+        return EMBED_TEXTS_PER_SECOND["cuda"]
+    from training.device import resolve_precision
+
+    return EMBED_TEXTS_PER_SECOND[f"cpu-{resolve_precision('auto', 'cpu')}"]
 
 
 def _finetune_seconds(
