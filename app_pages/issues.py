@@ -12,19 +12,9 @@ from app_pages.workspace import require_workspace
 from curation.methods import DEFAULT_METHOD, METHOD_HELP, METHODS, analysis_seconds
 from curation.probs import EncoderSettings
 from curation.progress import describe as describe_progress
+from curation.progress import duration
 from training import jobs
 from training.device import resolve_device
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 10:
-        return f"{seconds:.1f} s"
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
-
 
 st.title("Predictions & flags")
 ws = require_workspace()
@@ -71,7 +61,7 @@ with st.expander("Analysis settings", expanded=ws.latest_analysis() is None):
     )
     st.caption(
         f"Estimated time on this machine ({device}) for {n_rows:,} rows: about "
-        f"{_duration(seconds)}"
+        f"{duration(seconds)}"
         + ("" if done_before else ", most of it embedding every text once (cached after)")
         + "."
     )
@@ -165,9 +155,9 @@ st.caption(
     f"Analysis {latest['id']} ({plain(summary.get('method', latest['method']))}) at "
     f"{latest['created_at'][:19]} UTC on label version "
     f"{latest['label_version']} · {plain(summary.get('encoder', ''))} · took "
-    f"{_duration(float(timings.get('total_seconds') or 0))} ("
+    f"{duration(float(timings.get('total_seconds') or 0))} ("
     + ", ".join(
-        f"{name} {_duration(float(timings[key]))}"
+        f"{name} {duration(float(timings[key]))}"
         for name, key in (
             ("embedding", "embed_seconds"),
             ("neighbours", "knn_seconds"),
