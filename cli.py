@@ -382,12 +382,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from data.export import INSTRUCTION_FORMATS, export_dataset
-    from data.store import StoreError, Workspace
 
-    try:
-        ws = Workspace(args.workspace)
-    except StoreError as exc:
-        raise CliError(str(exc)) from exc
+    ws = _open_workspace(args.workspace)
     try:
         path = export_dataset(
             ws,
@@ -428,10 +424,10 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 def cmd_backup(args: argparse.Namespace) -> int:
     """Take a backup of a workspace now (the app also takes them on its own)."""
-    from data.store import StoreError, Workspace
+    from data.store import StoreError
 
+    ws = _open_workspace(args.workspace)
     try:
-        ws = Workspace(args.workspace)
         path = ws.backup()
     except StoreError as exc:
         raise CliError(str(exc)) from exc

@@ -19,7 +19,7 @@ import pandas as pd
 from curation.issues import score_labels, summarize
 from curation.probs import EmbeddingCache, EncoderSettings, embed_texts
 from curation.progress import Cancelled, RateMeter, poller, stoppable
-from data.prepare import annotator_labels
+from data.prepare import annotator_labels, lonely_labels
 
 Progress = Callable[[dict[str, Any]], None]
 
@@ -56,16 +56,15 @@ def _label_ids(labels: list[str], label_names: list[str]) -> np.ndarray:
     unknown = sorted(set(labels) - set(index))
     if unknown:
         raise ValueError(f"Labels {unknown[:5]} are not among label_names {label_names}.")
-    y = np.array([index[label] for label in labels], dtype=int)
-    check_class_sizes(y, label_names)
-    return y
+    _refuse_lonely_labels(labels)
+    return np.array([index[label] for label in labels], dtype=int)
 
 
-def check_class_sizes(y: np.ndarray, label_names: list[str]) -> None:
-    """Refuse, naming the labels, classes with a single row: no fold model could learn them
-    out-of-sample. Called before any embedding, so the user learns it in seconds."""
-    counts = np.bincount(np.asarray(y, dtype=int), minlength=len(label_names))
-    lonely = [label_names[i] for i in np.flatnonzero(counts == 1)]
+def _refuse_lonely_labels(labels: list[str]) -> None:
+    """Refuse, naming them, labels with a single row (the import's own rule, ``lonely_labels``):
+    no fold model could learn them out-of-sample. Runs before any embedding, so the user learns
+    it in seconds."""
+    lonely = lonely_labels(labels)
     if lonely:
         shown = ", ".join(repr(name) for name in lonely[:10])
         raise ValueError(
