@@ -182,7 +182,7 @@ def _jsonl_bytes(frame: pd.DataFrame) -> bytes:
 def _json_value(value: Any) -> Any:
     if value is None or value is pd.NA or value is pd.NaT:
         return None
-    if isinstance(value, float) and value != value:  # NaN: a missing cell
+    if _is_nan(value):  # a missing cell
         return None
     if hasattr(value, "item") and not isinstance(value, list | dict | str):
         return _json_value(value.item())  # numpy scalars
