@@ -49,7 +49,7 @@ def _progress_printer(prefix: str):
             return
         state["last"] = now
         if total:
-            from curation.progress import describe  # rate and time left, as the UI shows them
+            from runtime.progress import describe  # rate and time left, as the UI shows them
 
             _say(f"{prefix}: {info.get('stage', '')} {describe(info)}")
         elif info.get("step") is not None:
@@ -88,8 +88,8 @@ def _load(path: str, args: argparse.Namespace, *, split_column: str | None = Non
 def cmd_analyze(args: argparse.Namespace) -> int:
     from curation.methods import METHODS, estimate_seconds
     from curation.pipeline import analyze
-    from curation.probs import EncoderSettings
-    from training.device import resolve_device
+    from runtime.device import resolve_device
+    from runtime.encoder import EncoderSettings
 
     if args.method is not None and args.method not in METHODS:
         raise CliError(f"Unknown --method {args.method!r}; valid: {', '.join(METHODS)}.")
@@ -250,7 +250,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 def _analyze_workspace(args: argparse.Namespace) -> int:
     from curation.pipeline import analyze_workspace
-    from curation.probs import EncoderSettings
+    from runtime.encoder import EncoderSettings
 
     ws = _open_workspace(args.data)
     settings = EncoderSettings(

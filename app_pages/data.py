@@ -7,9 +7,9 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+import jobs
 from app_pages.plain import plain
 from app_pages.workspace import current_workspace, select_workspace
-from curation.probs import EncoderSettings
 from data import demo
 from data.readers import (
     DATA_DIR_ENV,
@@ -21,7 +21,7 @@ from data.readers import (
     resolve_data_path,
 )
 from data.store import DamagedWorkspace, StoreError, Workspace, slugify, workspaces_root
-from training import jobs
+from runtime.encoder import EncoderSettings
 
 NONE = "(none)"
 # An import starts no analysis estimated to take longer than this without asking first.
@@ -38,8 +38,8 @@ def confirm_long_analysis(n_rows: int) -> bool:
     :data:`ASK_ABOVE_SECONDS`; beyond that only once the user ticks a box that shows the
     estimate (a 1.36M-row CSV means hours of embedding on a CPU)."""
     from curation.methods import DEFAULT_METHOD, analysis_seconds
-    from curation.progress import duration
-    from training.device import resolve_device
+    from runtime.device import resolve_device
+    from runtime.progress import duration
 
     device = resolve_device("auto")
     seconds = analysis_seconds(DEFAULT_METHOD, n_rows, device=device)

@@ -6,15 +6,15 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
+import jobs
 from app_pages.plain import plain, plain_chart
 from app_pages.progress import active_job, job_status_line, progress_fraction
 from app_pages.workspace import require_workspace
 from curation.methods import DEFAULT_METHOD, METHOD_HELP, METHODS, analysis_seconds
-from curation.probs import EncoderSettings
-from curation.progress import describe as describe_progress
-from curation.progress import duration
-from training import jobs
-from training.device import resolve_device
+from runtime.device import resolve_device
+from runtime.encoder import EncoderSettings
+from runtime.progress import describe as describe_progress
+from runtime.progress import duration
 
 st.title("Predictions & flags")
 ws = require_workspace()

@@ -1,5 +1,5 @@
 """Background jobs on a page: status lines, progress bars, the Cancel button, reruns when a job
-ends. The work itself runs in a job process (``training.jobs``); pages only poll the store."""
+ends. The work itself runs in a job process (``jobs``); pages only poll the store."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from typing import Any
 
 import streamlit as st
 
+import jobs
 from app_pages.plain import plain
 from data.store import Workspace
-from training import jobs
 
 
 def job_status_line(job: dict[str, Any]) -> str:

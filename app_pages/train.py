@@ -22,8 +22,8 @@ from app_pages.progress import active_job, job_progress
 from app_pages.training_form import TECHNIQUE_LABELS, TRAIN_CONFIG_KEY, config_form, launch_training
 from app_pages.workspace import open_workspace, require_workspace
 from data.records import RunRecord
+from runtime.device import resolve_device, resolve_precision
 from training.config import TrainingConfig
-from training.device import resolve_device, resolve_precision
 from training.experiments import (
     DEFAULT_FRACTIONS,
     DEFAULT_NOISE_RATES,

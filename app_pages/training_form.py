@@ -6,8 +6,8 @@ from typing import Any
 
 import streamlit as st
 
+import jobs
 from data.store import Workspace
-from training import jobs
 
 # What each technique means, in the words the Train page uses.
 TECHNIQUE_LABELS = {

@@ -13,7 +13,7 @@ and says plainly what it extrapolates:
    cache dedups identical texts).
 2. **import**: read, prepare and create the workspace (what the Data page's Import does), in a
    child process; its time and peak memory.
-3. **real analysis, bounded**: the analysis job the UI starts (``training.jobs.launch``, a
+3. **real analysis, bounded**: the analysis job the UI starts (``jobs.launch``, a
    child process, the real encoder) for ``--embed-seconds`` of embedding; then a cancel, timed
    until the job reports "cancelled"; then a restart, timed until it has passed the chunks the
    first run embedded (they come from the cache), and cancelled again. Measured: time to the
@@ -211,7 +211,7 @@ def watch_job(ws, job_id: int, *, stop_when, poll: float = 0.25, timeout: float 
 
 def timed_cancel(ws, job_id: int) -> dict:
     """``jobs.cancel`` as the UI's Cancel button calls it; the seconds until it returned."""
-    from training import jobs
+    import jobs
 
     t0 = time.monotonic()
     jobs.cancel(ws, job_id)
@@ -234,9 +234,9 @@ def forget_derived(ws, model_key: str | None) -> None:
 
 
 def real_analysis(folder: Path, embed_seconds: float) -> dict:
-    from curation.probs import EncoderSettings
+    import jobs
     from data.store import Workspace
-    from training import jobs
+    from runtime.encoder import EncoderSettings
 
     ws = Workspace(folder)
     forget_derived(ws, EncoderSettings().key())  # a genuine first analysis
@@ -272,7 +272,7 @@ def real_analysis(folder: Path, embed_seconds: float) -> dict:
 
 def fill_stand_in_cache(ws, settings, texts: list[str], rng) -> float:
     """Random unit vectors for every text in the embedding cache (under the stand-in key)."""
-    from curation.probs import text_hash
+    from runtime.encoder import text_hash
 
     t0 = time.perf_counter()
     key = settings.key()
@@ -286,8 +286,8 @@ def fill_stand_in_cache(ws, settings, texts: list[str], rng) -> float:
 
 def pipeline_setup_child(folder: Path) -> dict:
     """Stand-in vectors for every text in the cache and a random neighbour graph, once."""
-    from curation.probs import EncoderSettings
     from data.store import Workspace
+    from runtime.encoder import EncoderSettings
 
     rng = np.random.default_rng(0)
     ws = Workspace(folder)
@@ -309,10 +309,10 @@ def pipeline_setup_child(folder: Path) -> dict:
 
 def pipeline_child(folder: Path) -> dict:
     """analyze_workspace on every row, with stand-in vectors already in the cache."""
-    import curation.probs as probs_mod
+    import runtime.encoder as encoder_mod
     from curation.pipeline import analyze_workspace
-    from curation.probs import EncoderSettings
     from data.store import Workspace
+    from runtime.encoder import EncoderSettings
 
     def no_encoding(*args, **kwargs):
         raise AssertionError("every vector should come from the cache")
@@ -323,8 +323,8 @@ def pipeline_child(folder: Path) -> dict:
     forget_derived(ws, None)  # text features are computed in the measured run
     # A real run has the encoder loaded (and kept) from embedding on: load it and run a batch,
     # so its memory is counted; then make sure nothing else gets encoded.
-    probs_mod.embed_texts(["warm up the encoder"] * 64)
-    probs_mod._forward = no_encoding
+    encoder_mod.embed_texts(["warm up the encoder"] * 64)
+    encoder_mod._forward = no_encoding
     events: list[dict] = []
     with StageSampler() as sampler:
 
@@ -361,7 +361,7 @@ def pipeline_child(folder: Path) -> dict:
 
 def knn_child(rows: int, seconds: float) -> dict:
     from curation.neighbors import knn_arrays
-    from curation.progress import Cancelled
+    from runtime.progress import Cancelled
 
     rng = np.random.default_rng(0)
     x = np.empty((rows, 384), dtype=np.float16)
@@ -475,8 +475,8 @@ def main() -> None:
         record["knn"] = run_child("knn", str(args.rows), str(args.knn_seconds))
         print("knn", record["knn"], flush=True)
     if args.full:
+        import jobs
         from data.store import Workspace
-        from training import jobs
 
         ws = Workspace(folder)
         job_id = jobs.launch(ws, "analyze", {"encoder": {}, "n_folds": 5, "seed": 0})

@@ -54,10 +54,11 @@ from machine import describe  # noqa: E402
 
 from curation import methods as M  # noqa: E402
 from curation.issues import score_labels  # noqa: E402
-from curation.probs import EncoderSettings, _fold_ids, embed_texts  # noqa: E402
+from curation.probs import _fold_ids  # noqa: E402
 from curation.text_features import text_features  # noqa: E402
 from data.demo import demo_csv_path  # noqa: E402
 from data.readers import read_table  # noqa: E402
+from runtime.encoder import EncoderSettings, embed_texts  # noqa: E402
 
 FAST = ("ensemble", "embedding", "text", "neighbors", "logreg")
 NOISE = ("uniform:0.05", "uniform:0.1", "uniform:0.2", "class:0.05", "class:0.1", "class:0.2")
@@ -70,7 +71,7 @@ CONTESTED_BELOW = 0.6
 
 
 class NpzCache:
-    """A file :class:`curation.probs.EmbeddingCache` for benchmarks."""
+    """A file :class:`runtime.encoder.EmbeddingCache` for benchmarks."""
 
     def __init__(self, folder: Path):
         self.folder = folder

@@ -28,10 +28,10 @@ import torch  # noqa: E402
 from machine import describe  # noqa: E402
 
 from curation.pipeline import analyze_workspace  # noqa: E402
-from curation.probs import EncoderSettings, text_hash  # noqa: E402
 from data import demo  # noqa: E402
 from data.readers import prepare_dataset, read_table  # noqa: E402
 from data.store import Workspace  # noqa: E402
+from runtime.encoder import EncoderSettings, text_hash  # noqa: E402
 from training.config import TrainingConfig  # noqa: E402
 from training.finetune import fine_tune  # noqa: E402
 

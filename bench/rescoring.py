@@ -54,9 +54,9 @@ print(json.dumps({{"analysis_id": aid, "import_seconds": t1 - t0, "analyze_secon
 
 def demo_embeddings(cache_dir: Path) -> tuple[np.ndarray, list[str], list[str]]:
     """Embeddings, texts and labels of the demo (cached in ``cache_dir`` after the first run)."""
-    from curation.probs import embed_texts
     from data import demo
     from data.readers import read_table
+    from runtime.encoder import embed_texts
 
     frame = read_table(demo.demo_csv_path()).frame
     texts = frame[demo.DEMO_TEXT_COLUMN].astype(str).tolist()
@@ -88,8 +88,8 @@ def synthetic(rows: int, seed: int, cache_dir: Path):
 
 
 def make_workspace(folder: Path, rows: int, seed: int, cache_dir: Path):
-    from curation.probs import EncoderSettings, text_hash
     from data.store import Workspace
+    from runtime.encoder import EncoderSettings, text_hash
     from tests.conftest import make_prepared
 
     vectors, texts, labels, names = synthetic(rows, seed, cache_dir)

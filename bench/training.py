@@ -47,8 +47,9 @@ from machine import describe  # noqa: E402
 
 from data import demo  # noqa: E402
 from data.readers import read_table  # noqa: E402
+from runtime.device import resolve_device  # noqa: E402
+from runtime.models import default_model_dir  # noqa: E402
 from training.config import TrainingConfig  # noqa: E402
-from training.device import resolve_device  # noqa: E402
 from training.finetune import fine_tune  # noqa: E402
 
 NAIVE_MAX_LENGTH = 250
@@ -94,7 +95,7 @@ def token_counts(texts: list[str], max_lengths: dict[str, int]) -> dict:
     """Real (non-pad) tokens of all rows at each truncation length, and the naive padded count."""
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(demo.default_model_dir())
+    tokenizer = AutoTokenizer.from_pretrained(default_model_dir())
     lengths = np.array([len(ids) for ids in tokenizer(texts)["input_ids"]])
     out = {
         "mean_length": round(float(lengths.mean()), 1),
@@ -112,7 +113,7 @@ def parameter_counts() -> dict:
 
     with quiet():
         model = AutoModelForSequenceClassification.from_pretrained(
-            demo.default_model_dir(), num_labels=len(LABELS)
+            default_model_dir(), num_labels=len(LABELS)
         )
     total = sum(p.numel() for p in model.parameters())
     embedding = sum(p.numel() for n, p in model.named_parameters() if ".embeddings." in n)
@@ -147,7 +148,7 @@ def naive_loop(
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     torch.manual_seed(0)
-    source = demo.default_model_dir()
+    source = default_model_dir()
     tokenizer = AutoTokenizer.from_pretrained(source)
     with quiet():
         model = AutoModelForSequenceClassification.from_pretrained(source, num_labels=len(LABELS))

@@ -60,13 +60,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from curation.probs import (
-    _check_oos_inputs,
-    _check_texts,
-    _fold_ids,
-    out_of_sample_probs,
-)
+from curation.probs import _check_oos_inputs, _fold_ids, out_of_sample_probs
 from curation.text_features import text_features
+from runtime.progress import Cancelled, Progress
+from runtime.validation import check_texts
 
 if TYPE_CHECKING:
     from training.config import TrainingConfig
@@ -107,13 +104,6 @@ NEIGHBORS_K = 30
 FINETUNE_CPU_ROWS = 2000
 
 
-class MethodCancelled(Exception):
-    """``should_stop()`` returned True: :func:`method_probs` stopped between steps."""
-
-
-Progress = Callable[[dict[str, Any]], None]
-
-
 # --------------------------------------------------------------------------------------------
 # Public entry point
 
@@ -146,7 +136,7 @@ def method_probs(
     method
         One of :data:`METHODS`; see the module docstring.
     features
-        ``(n, d)`` sentence embeddings of ``texts`` (:func:`curation.probs.embed_texts`).
+        ``(n, d)`` sentence embeddings of ``texts`` (:func:`runtime.encoder.embed_texts`).
     n_classes
         K; defaults to ``labels.max() + 1``. A class with no training rows in a fold gets
         probability 0 there.
@@ -177,7 +167,7 @@ def method_probs(
         raises propagates, so a caller may cancel from there as well.
     should_stop
         Polled between steps (and after every optimiser step of a fine-tune); when it returns
-        True, :class:`MethodCancelled` is raised.
+        True, :class:`Cancelled` is raised.
 
     Returns
     -------
@@ -192,12 +182,12 @@ def method_probs(
     ------
     ValueError
         Unknown method (the message lists :data:`METHODS`) or inconsistent inputs.
-    MethodCancelled
+    Cancelled
         ``should_stop()`` returned True.
     """
     if method not in METHODS:
         raise ValueError(f"Unknown method {method!r}; valid: {', '.join(METHODS)}.")
-    texts = _check_texts(texts)
+    texts = check_texts(texts)
     x, y, k = _check_oos_inputs(features, labels, n_folds, n_classes)
     if len(texts) != len(y):
         raise ValueError(f"texts has {len(texts)} rows but labels has {len(y)}; pass one of each.")
@@ -324,11 +314,11 @@ def _normalise(p: np.ndarray) -> np.ndarray:
 
 
 def _checker(should_stop: Callable[[], bool] | None) -> Callable[[], None]:
-    """Called between chunks of the long passes: raises :class:`MethodCancelled` on a stop."""
+    """Called between chunks of the long passes: raises :class:`Cancelled` on a stop."""
 
     def check() -> None:
         if should_stop is not None and should_stop():
-            raise MethodCancelled()
+            raise Cancelled()
 
     return check
 
@@ -336,7 +326,7 @@ def _checker(should_stop: Callable[[], bool] | None) -> Callable[[], None]:
 def _reporter(progress: Progress | None, should_stop: Callable[[], bool] | None) -> Progress:
     def report(event: dict[str, Any]) -> None:
         if should_stop is not None and should_stop():
-            raise MethodCancelled()
+            raise Cancelled()
         if progress is not None:
             progress(event)
 
@@ -387,7 +377,7 @@ def estimate_seconds(
         Rows to score.
     device
         ``"cpu"`` or ``"cuda"`` (resolve ``"auto"`` first, e.g. with
-        :func:`training.device.resolve_device`); only ``finetune`` methods depend on it.
+        :func:`runtime.device.resolve_device`); only ``finetune`` methods depend on it.
     n_folds
         Folds.
     cached
@@ -451,7 +441,7 @@ def analysis_seconds(
 def _embed_rate(device: str) -> float:
     if device != "cpu":
         return EMBED_TEXTS_PER_SECOND["cuda"]
-    from training.device import resolve_precision
+    from runtime.device import resolve_precision
 
     return EMBED_TEXTS_PER_SECOND[f"cpu-{resolve_precision('auto', 'cpu')}"]
 
@@ -750,8 +740,8 @@ def _finetune_probs(
     should_stop: Callable[[], bool] | None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Fine-tune once per fold on (at most ``cap`` of) the other folds' rows; predict the fold."""
+    from runtime.device import resolve_device, resolve_precision
     from training.config import TrainingConfig
-    from training.device import resolve_device, resolve_precision
     from training.finetune import fine_tune
     from training.inference import predict_proba
 
@@ -786,7 +776,7 @@ def _finetune_probs(
                 should_stop=should_stop,
             )
             if result.cancelled:
-                raise MethodCancelled()
+                raise Cancelled()
             t_train = time.perf_counter() - t
             probs[test] = predict_proba(
                 result.model_dir,

@@ -58,7 +58,7 @@ def knn_graph(
     ----------
     features
         ``(n, d)`` float array, e.g. L2-normalised embeddings from
-        :func:`curation.probs.embed_texts`. For ``metric="cosine"`` rows are normalised here
+        :func:`runtime.encoder.embed_texts`. For ``metric="cosine"`` rows are normalised here
         (a copy) if they are not unit vectors already; all-zero rows are rejected.
     k
         Neighbours per row, ``1 <= k < n``. Datalab's near-duplicate and outlier checks use all

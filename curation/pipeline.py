@@ -17,11 +17,9 @@ import numpy as np
 import pandas as pd
 
 from curation.issues import score_labels, summarize
-from curation.probs import EmbeddingCache, EncoderSettings, embed_texts
-from curation.progress import Cancelled, RateMeter, poller, stoppable
 from data.prepare import annotator_labels, lonely_labels
-
-Progress = Callable[[dict[str, Any]], None]
+from runtime.encoder import EmbeddingCache, EncoderSettings, embed_texts
+from runtime.progress import Cancelled, Progress, RateMeter, poller, stoppable
 
 # Neighbours kept per row: the ``neighbors`` probability component votes over 30, Datalab's
 # checks use the first 10 (their default), the review card shows the first 5.
@@ -120,8 +118,8 @@ def analyze(
         the neighbour search, per step of the fits.
     should_stop
         Polled (at most every 0.2 s) between batches, blocks and steps; when it returns True
-        the analysis stops within about a second: :class:`Cancelled` (or
-        :class:`curation.methods.MethodCancelled` during the fits) is raised. Embeddings
+        the analysis stops within about a second: :class:`runtime.progress.Cancelled` is
+        raised. Embeddings
         already computed stay in ``cache``.
     on_knn
         Called with a newly built neighbour graph ``(indices, distances)`` right away, so a

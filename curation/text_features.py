@@ -15,8 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from curation.probs import _check_texts, text_hash
-from curation.progress import Cancelled, stoppable
+from runtime.encoder import text_hash
+from runtime.progress import Cancelled, Progress, stoppable
+from runtime.validation import check_texts
 
 # LSA dimensions: 512 beat 256 by ~0.006 AUPRC in the ensemble and tied 768.
 TEXT_DIMS = 512
@@ -31,8 +32,6 @@ TEXT_VOCAB_ROWS = 100_000
 # Rows transformed and projected per step (and between two cancel checks).
 TEXT_BLOCK_ROWS = 8_192
 _TEXT_VERSION = "tfidf12-sublinear-lsa-v1"
-
-Progress = Callable[[dict[str, Any]], None]
 
 
 def text_features(
@@ -67,14 +66,14 @@ def text_features(
         step.
     should_stop
         Polled between blocks of rows (and while the vocabulary and the SVD are fitted); when
-        it returns True, :class:`curation.progress.Cancelled` is raised.
+        it returns True, :class:`runtime.progress.Cancelled` is raised.
 
     Returns
     -------
     np.ndarray
         ``(n, r)`` float32, ``1 <= r <= dims``. About 2 KB per row at 512 dimensions.
     """
-    texts = _check_texts(texts)
+    texts = check_texts(texts)
     out: np.ndarray | None = None
     for start, block in text_feature_blocks(
         texts, dims=dims, seed=seed, progress=progress, should_stop=should_stop
@@ -103,7 +102,7 @@ def text_feature_blocks(
     """
     from sklearn.feature_extraction.text import TfidfVectorizer
 
-    texts = _check_texts(texts)
+    texts = check_texts(texts)
     if not isinstance(dims, int) or dims < 1:
         raise ValueError(f"dims must be a positive integer, got {dims!r}.")
     report = progress or (lambda _event: None)
@@ -193,7 +192,7 @@ def _constant_blocks(n: int, report: Progress) -> Iterator[tuple[int, np.ndarray
 def text_features_key(texts: Sequence[str], *, dims: int = TEXT_DIMS, seed: int = 0) -> str:
     """Cache key of :func:`text_features` for these texts in this order (SHA-1 hex)."""
     digest = hashlib.sha1(f"{_TEXT_VERSION}|{TEXT_VOCAB}|{TEXT_FIT_ROWS}|{dims}|{seed}".encode())
-    for text in _check_texts(texts):
+    for text in check_texts(texts):
         digest.update(text_hash(text).encode())
     return digest.hexdigest()
 

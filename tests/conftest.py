@@ -113,7 +113,7 @@ def home(tmp_path, monkeypatch):
 def launched(monkeypatch):
     """Background jobs are recorded as ``(kind, params)`` and queued, never started."""
     calls = []
-    from training import jobs
+    import jobs
 
     def fake_launch(ws, kind, params):
         calls.append((kind, params))

@@ -1,7 +1,7 @@
 """AppTest for every page: the UI reads the store and calls the core functions.
 
 Workspaces live in a tmp SECOND_LOOK_HOME; analyses and runs are written straight into the
-store so pages render without training anything, and ``training.jobs.launch`` is replaced by a
+store so pages render without training anything, and ``jobs.launch`` is replaced by a
 recorder so no background process starts.
 """
 

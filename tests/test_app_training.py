@@ -2,7 +2,7 @@
 (error bars over seeds) and Run history (compare).
 
 Runs are written straight into the store in the record format ``training.runs`` writes, and
-``training.jobs.launch`` is replaced by a recorder, so nothing trains here except one tiny
+``jobs.launch`` is replaced by a recorder, so nothing trains here except one tiny
 model for the "Try it" box.
 """
 

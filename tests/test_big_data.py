@@ -16,12 +16,12 @@ import pytest
 
 from curation import methods as M
 from curation import pipeline
-from curation import probs as probs_mod
 from curation.neighbors import knn_arrays, knn_graph
-from curation.probs import DictCache, EncoderSettings, embed_texts
-from curation.progress import Cancelled, RateMeter, stoppable
 from data.store import Workspace
 from data.store.arrays import NpyRows, NpyWriter
+from runtime import encoder as encoder_mod
+from runtime.encoder import DictCache, EncoderSettings, embed_texts
+from runtime.progress import Cancelled, RateMeter, stoppable
 from tests.conftest import NEGATIVE, POSITIVE, make_prepared
 
 FP32 = EncoderSettings(precision="fp32", batch_size=4)
@@ -33,13 +33,13 @@ TEXTS = [f"{s} {'and more ' * (i % 7)}" for i, s in enumerate(POSITIVE + NEGATIV
 def forward_calls(monkeypatch):
     """Counts texts through the model's forward pass (it still runs)."""
     calls: list[int] = []
-    real = probs_mod._forward
+    real = encoder_mod._forward
 
     def counting(model, batch, **kwargs):
         calls.append(len(batch["input_ids"]))
         return real(model, batch, **kwargs)
 
-    monkeypatch.setattr(probs_mod, "_forward", counting)
+    monkeypatch.setattr(encoder_mod, "_forward", counting)
     return calls
 
 
@@ -54,7 +54,7 @@ def test_chunked_embedding_gives_the_vectors_of_one_pass():
 
 
 def test_progress_carries_a_rate_and_time_left_from_the_first_chunk(monkeypatch):
-    monkeypatch.setattr(probs_mod, "EMBED_CHUNK", 8)
+    monkeypatch.setattr(encoder_mod, "EMBED_CHUNK", 8)
     events: list[dict] = []
     labels = ["positive"] * len(POSITIVE) + ["negative"] * len(NEGATIVE)
     pipeline.analyze(
@@ -91,7 +91,7 @@ def test_a_cancel_while_embedding_stops_within_a_batch_and_keeps_its_vectors(
     forward_calls, monkeypatch
 ):
     cache = DictCache()
-    slow = probs_mod._forward
+    slow = encoder_mod._forward
 
     def slow_forward(model, batch, **kwargs):
         out = slow(model, batch, **kwargs)
@@ -99,7 +99,7 @@ def test_a_cancel_while_embedding_stops_within_a_batch_and_keeps_its_vectors(
             time.sleep(10)  # a batch on a very busy CPU: the cancel must not wait for it
         return out
 
-    monkeypatch.setattr(probs_mod, "_forward", slow_forward)
+    monkeypatch.setattr(encoder_mod, "_forward", slow_forward)
     started = [0.0]
 
     def stop_during_the_third_batch() -> bool:
@@ -117,26 +117,26 @@ def test_a_cancel_while_embedding_stops_within_a_batch_and_keeps_its_vectors(
 def test_a_restart_encodes_only_what_the_killed_run_did_not_store(
     tmp_path, monkeypatch, forward_calls
 ):
-    monkeypatch.setattr(probs_mod, "CACHE_CHUNK", 4)
+    monkeypatch.setattr(encoder_mod, "CACHE_CHUNK", 4)
     prepared = make_prepared(TEXTS, ["positive"] * len(TEXTS))
     ws = Workspace.create(tmp_path / "ws", prepared, name="t")
-    counting = probs_mod._forward
+    counting = encoder_mod._forward
 
     def dies_after_ten_texts(model, batch, **kwargs):
         if sum(forward_calls) + len(batch["input_ids"]) > 10:
             raise RuntimeError("killed")  # a crash, not a cooperative cancel: no last flush
         return counting(model, batch, **kwargs)
 
-    monkeypatch.setattr(probs_mod, "_forward", dies_after_ten_texts)
+    monkeypatch.setattr(encoder_mod, "_forward", dies_after_ten_texts)
     with pytest.raises(RuntimeError, match="killed"):
         embed_texts(TEXTS, settings=FP32, cache=ws, chunk_size=6)
     first = sum(forward_calls)
     assert first == 10
     # Committed as it went: another connection (another process) sees every vector.
     other = Workspace(tmp_path / "ws")
-    hashes = [probs_mod.text_hash(t) for t in TEXTS]
+    hashes = [encoder_mod.text_hash(t) for t in TEXTS]
     assert len(other.get_embeddings(FP32.key(), hashes)) == first
-    monkeypatch.setattr(probs_mod, "_forward", counting)
+    monkeypatch.setattr(encoder_mod, "_forward", counting)
     forward_calls.clear()
     again = embed_texts(TEXTS, settings=FP32, cache=other, chunk_size=6)
     assert sum(forward_calls) == len(TEXTS) - first

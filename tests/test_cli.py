@@ -202,7 +202,7 @@ def test_predict_data_keeps_input_columns_and_adds_probabilities(trained_run, tm
 
 def test_predict_errors_name_the_fix(trained_run, tmp_path, capsys):
     import cli
-    from data.demo import default_model_dir
+    from runtime.models import default_model_dir
 
     write_reviews(tmp_path / "r.jsonl")
     assert cli.main(["predict", str(tmp_path / "nowhere"), "--text", "x"]) == 2

@@ -13,14 +13,14 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from curation import probs as probs_mod  # noqa: E402
 from curation.issues import FILTER_BY, METHODS, score_labels, summarize  # noqa: E402
-from curation.probs import (  # noqa: E402
+from curation.probs import out_of_sample_probs  # noqa: E402
+from runtime import encoder as encoder_mod  # noqa: E402
+from runtime.encoder import (  # noqa: E402
     DictCache,
     EncoderLoadError,
     EncoderSettings,
     embed_texts,
-    out_of_sample_probs,
     text_hash,
 )
 
@@ -96,7 +96,7 @@ def test_second_call_encodes_nothing_and_returns_identical_vectors(data, monkeyp
     cache = data["cache"]
     assert sum(cache.put_calls) == 90
     calls = []
-    monkeypatch.setattr(probs_mod, "_encode", lambda *a, **k: calls.append(a) or {})
+    monkeypatch.setattr(encoder_mod, "_encode", lambda *a, **k: calls.append(a) or {})
     again = embed_texts(data["texts"], settings=EncoderSettings(precision="fp32"), cache=cache)
     assert calls == []
     np.testing.assert_array_equal(again, data["x"])
@@ -110,7 +110,7 @@ def test_precision_and_batch_size_share_the_cache_but_max_length_does_not():
 
 
 def test_duplicates_are_encoded_once_and_cache_is_written_in_chunks(monkeypatch):
-    monkeypatch.setattr(probs_mod, "CACHE_CHUNK", 2)
+    monkeypatch.setattr(encoder_mod, "CACHE_CHUNK", 2)
     cache, seen = CountingCache(), []
     texts = ["good", "bad", "good", "fine", "okay", "bad"]
     settings = EncoderSettings(batch_size=2)
@@ -155,7 +155,7 @@ def test_bad_settings_and_inputs_raise_clear_errors():
 
 def test_missing_model_error_names_what_was_tried():
     with pytest.raises(EncoderLoadError, match="no-such-org/no-such-model"):
-        probs_mod.load_encoder(EncoderSettings(model="no-such-org/no-such-model"))
+        encoder_mod.load_encoder(EncoderSettings(model="no-such-org/no-such-model"))
 
 
 # ---- out-of-sample probabilities ----------------------------------------------------------

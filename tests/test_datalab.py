@@ -26,7 +26,7 @@ from curation.neighbors import (  # noqa: E402
     neighbors_of,
     save_graph,
 )
-from curation.probs import EncoderSettings, embed_texts  # noqa: E402
+from runtime.encoder import EncoderSettings, embed_texts  # noqa: E402
 from tests.conftest import NEGATIVE, POSITIVE  # noqa: E402
 
 NAMES = ["negative", "positive"]

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
+import jobs
 from tests.conftest import TINY
-from training import jobs
 from training.config import TrainingConfig
 
 
@@ -69,11 +69,11 @@ def test_cancel_leaves_the_workspace_intact(workspace):
 
 def test_child_command_is_plain_python_or_one_process_per_gpu(workspace):
     single = jobs.child_command(workspace.folder, 7)
-    assert single[1:] == ["-m", "training.jobs", str(workspace.folder), "7"]
+    assert single[1:] == ["-m", "jobs", str(workspace.folder), "7"]
     multi = jobs.child_command(workspace.folder, 7, gpus=4)
     assert multi[1:4] == ["-m", "accelerate.commands.launch", "--multi_gpu"]
     assert multi[multi.index("--num_processes") + 1] == "4"
-    assert multi[-4:] == ["-m", "training.jobs", str(workspace.folder), "7"]
+    assert multi[-4:] == ["-m", "jobs", str(workspace.folder), "7"]
     # Training uses every visible GPU (one process on a CPU-only machine); analysis and CPU
     # training stay single-process whatever the machine has.
     import torch

@@ -13,13 +13,14 @@ import os
 import numpy as np
 import pytest
 
-from training.device import resolve_device
+from runtime.device import resolve_device
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from curation import methods as M  # noqa: E402
 from curation import text_features as TF  # noqa: E402
-from curation.probs import embed_texts  # noqa: E402
+from runtime.encoder import embed_texts  # noqa: E402
+from runtime.progress import Cancelled  # noqa: E402
 from tests.conftest import NEGATIVE, POSITIVE  # noqa: E402
 
 OFFSETS = (1, 2, 3, 5)
@@ -132,9 +133,9 @@ def test_unknown_method_and_bad_inputs_name_the_fix(data):
         M.estimate_seconds("finetune", 100, finetune_rows=0)
 
 
-def test_should_stop_raises_method_cancelled(data):
+def test_should_stop_raises_the_one_cancelled(data):
     texts, labels, features = data
-    with pytest.raises(M.MethodCancelled):
+    with pytest.raises(Cancelled):
         M.method_probs(texts, labels, features=features, should_stop=lambda: True)
 
 
@@ -191,7 +192,7 @@ def test_finetune_predicts_every_row_from_a_model_that_never_saw_it(data):
     assert {e["fold"] for e in events if "fold" in e} == {1, 2}
     assert any("step" in e for e in events) and events[-1]["stage"] == "done"
 
-    with pytest.raises(M.MethodCancelled):
+    with pytest.raises(Cancelled):
         M.method_probs(
             texts,
             labels,

@@ -15,7 +15,8 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from curation.multiannotator import annotator_consensus  # noqa: E402
-from curation.probs import EncoderSettings, embed_texts, out_of_sample_probs  # noqa: E402
+from curation.probs import out_of_sample_probs  # noqa: E402
+from runtime.encoder import EncoderSettings, embed_texts  # noqa: E402
 from tests.conftest import NEGATIVE, POSITIVE  # noqa: E402
 
 NAMES = ["negative", "positive"]

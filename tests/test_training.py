@@ -10,8 +10,8 @@ import sys
 import numpy as np
 import pytest
 
+from runtime.device import resolve_device, resolve_precision
 from training.config import DEFAULT_LEARNING_RATES, TrainingConfig
-from training.device import resolve_device, resolve_precision
 from training.finetune import fine_tune, stratified_sample
 from training.inference import predict_proba
 from training.metrics import classification_metrics
@@ -375,7 +375,8 @@ def test_fine_tune_rejects_bad_rows_before_loading_a_model(tmp_path):
             config=tiny_config(),
             output_dir=tmp_path,
         )
-    with pytest.raises(ValueError, match="row 1"):
+    # The one texts check (runtime.validation) names the argument and the row, as a TypeError.
+    with pytest.raises(TypeError, match=r"train_texts\[1\] is NoneType"):
         fine_tune(
             ["ok", None], [0, 1], label_names=NAMES, config=tiny_config(), output_dir=tmp_path
         )

@@ -34,13 +34,13 @@ default technique (0.746 at the default 2,000 rows x 3 epochs).
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar
 
-DEVICES = ("auto", "cpu", "cuda")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+from runtime.device import DEVICES, PRECISIONS
+from runtime.validation import choice, fraction, is_number, positive_float, positive_int
+
 TECHNIQUES = ("full", "head", "lora")
 TRACKERS = ("none", "mlflow", "wandb")
 # The learning rate a technique uses when ``learning_rate`` is None. Measured on 1,000 demo
@@ -165,9 +165,9 @@ class TrainingConfig:
                 "a folder path or a hub id."
             )
         self._coerce_text_numbers()
-        self.technique = _choice("technique", self.technique, TECHNIQUES)
+        self.technique = choice("technique", self.technique, TECHNIQUES)
         if self.learning_rate is not None:
-            self.learning_rate = _positive_float(
+            self.learning_rate = positive_float(
                 "learning_rate", self.learning_rate, "a typical value is 2e-5 to 1e-4"
             )
             if self.learning_rate >= 1:
@@ -175,32 +175,32 @@ class TrainingConfig:
                     f"learning_rate must be < 1 (got {self.learning_rate}); "
                     "a typical value is 2e-5 to 1e-4."
                 )
-        self.batch_size = _positive_int("batch_size", self.batch_size, "e.g. 16 or 32")
-        self.epochs = _positive_float("epochs", self.epochs, "e.g. 1 to 4")
-        self.max_length = _positive_int("max_length", self.max_length, "e.g. 64 to 512")
+        self.batch_size = positive_int("batch_size", self.batch_size, "e.g. 16 or 32")
+        self.epochs = positive_float("epochs", self.epochs, "e.g. 1 to 4")
+        self.max_length = positive_int("max_length", self.max_length, "e.g. 64 to 512")
         if self.max_length < 8:
             raise ValueError(
                 f"max_length must be at least 8 (got {self.max_length}); e.g. 64 to 512."
             )
-        self.weight_decay = _fraction("weight_decay", self.weight_decay, upper_inclusive=True)
-        self.warmup_ratio = _fraction("warmup_ratio", self.warmup_ratio, upper_inclusive=False)
+        self.weight_decay = fraction("weight_decay", self.weight_decay, upper_inclusive=True)
+        self.warmup_ratio = fraction("warmup_ratio", self.warmup_ratio, upper_inclusive=False)
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"seed must be an integer >= 0 (got {self.seed!r}).")
         for name in ("max_train_samples", "max_eval_samples"):
             value = getattr(self, name)
             if value is not None:
-                setattr(self, name, _positive_int(name, value, "or None to use all rows"))
-        self.device = _choice("device", self.device, DEVICES)
-        self.precision = _choice("precision", self.precision, PRECISIONS)
+                setattr(self, name, positive_int(name, value, "or None to use all rows"))
+        self.device = choice("device", self.device, DEVICES)
+        self.precision = choice("precision", self.precision, PRECISIONS)
         self._check_new_fields()
 
     def _check_new_fields(self) -> None:
         if self.dropout is not None:
-            self.dropout = _fraction("dropout", self.dropout, upper_inclusive=False)
-        self.gradient_accumulation_steps = _positive_int(
+            self.dropout = fraction("dropout", self.dropout, upper_inclusive=False)
+        self.gradient_accumulation_steps = positive_int(
             "gradient_accumulation_steps", self.gradient_accumulation_steps, "e.g. 1, 2 or 4"
         )
-        self.validation_fraction = _fraction(
+        self.validation_fraction = fraction(
             "validation_fraction", self.validation_fraction, upper_inclusive=False
         )
         if self.validation_fraction > 0.5:
@@ -209,7 +209,7 @@ class TrainingConfig:
                 "use 0.1 to 0.2, or 0 for no validation rows."
             )
         patience = 0 if self.early_stopping_patience is None else self.early_stopping_patience
-        if not (_is_number(patience) and float(patience).is_integer() and patience >= 0):
+        if not (is_number(patience) and float(patience).is_integer() and patience >= 0):
             raise ValueError(
                 f"early_stopping_patience must be a whole number >= 0 (got "
                 f"{self.early_stopping_patience!r}); e.g. 2, or 0 to turn early stopping off."
@@ -221,13 +221,13 @@ class TrainingConfig:
                 "(e.g. 0.15), or early_stopping_patience to 0."
             )
         if self.eval_steps is not None:
-            self.eval_steps = _positive_int(
+            self.eval_steps = positive_int(
                 "eval_steps", self.eval_steps, "or None to evaluate once per epoch"
             )
-        self.lora_r = _positive_int("lora_r", self.lora_r, "e.g. 4, 8 or 16")
-        self.lora_alpha = _positive_int("lora_alpha", self.lora_alpha, "e.g. 2 x lora_r")
-        self.lora_dropout = _fraction("lora_dropout", self.lora_dropout, upper_inclusive=False)
-        self.report_to = _choice("report_to", self.report_to, TRACKERS)
+        self.lora_r = positive_int("lora_r", self.lora_r, "e.g. 4, 8 or 16")
+        self.lora_alpha = positive_int("lora_alpha", self.lora_alpha, "e.g. 2 x lora_r")
+        self.lora_dropout = fraction("lora_dropout", self.lora_dropout, upper_inclusive=False)
+        self.report_to = choice("report_to", self.report_to, TRACKERS)
 
     def _coerce_text_numbers(self) -> None:
         # The CLI and text widgets hand numbers over as text ("3e-4", "" for None): read them
@@ -293,35 +293,3 @@ OPTIONAL_FIELDS = (
 _TEXT_FIELDS = {"model", *CHOICES}
 # Empty text also reads as None here (early_stopping_patience None = 0 = off).
 _NONE_FROM_TEXT = {*OPTIONAL_FIELDS, "early_stopping_patience"}
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _positive_float(name: str, value: Any, hint: str) -> float:
-    if not _is_number(value) or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a number > 0 (got {value!r}); {hint}.")
-    return float(value)
-
-
-def _positive_int(name: str, value: Any, hint: str) -> int:
-    # Accept 32.0 from JSON/UI number widgets, but not 32.5.
-    if _is_number(value) and math.isfinite(value) and float(value).is_integer() and value > 0:
-        return int(value)
-    raise ValueError(f"{name} must be a whole number > 0 (got {value!r}); {hint}.")
-
-
-def _fraction(name: str, value: Any, *, upper_inclusive: bool) -> float:
-    upper_ok = (lambda v: v <= 1) if upper_inclusive else (lambda v: v < 1)
-    if _is_number(value) and math.isfinite(value) and value >= 0 and upper_ok(value):
-        return float(value)
-    bound = "[0, 1]" if upper_inclusive else "[0, 1)"
-    raise ValueError(f"{name} must be a number in {bound} (got {value!r}).")
-
-
-def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> str:
-    normalised = value.strip().lower() if isinstance(value, str) else value
-    if normalised not in allowed:
-        raise ValueError(f"{name} must be one of {', '.join(allowed)} (got {value!r}).")
-    return normalised

@@ -16,7 +16,7 @@ after the run). Trackers are off unless ``config.report_to`` names one
 (:mod:`training.tracking`); no progress bars are printed: progress goes to the ``progress``
 callback instead, so a UI or a CLI decides how to show it.
 
-Under a distributed launch (``accelerate launch`` / ``torchrun``, see :mod:`training.jobs`)
+Under a distributed launch (``accelerate launch`` / ``torchrun``, see :mod:`jobs.runner`)
 every process trains its share of each batch; only the main process evaluates and saves.
 
 torch and transformers are imported lazily so that importing this module (e.g. from the app
@@ -37,9 +37,10 @@ from typing import Any
 
 import numpy as np
 
+from runtime.device import is_main_process, resolve_device, resolve_precision
+from runtime.validation import check_texts
 from training.config import TrainingConfig
-from training.device import is_main_process, resolve_device, resolve_precision
-from training.inference import MODEL_SUBDIR, check_texts, predict_core, quiet_transformers
+from training.inference import MODEL_SUBDIR, predict_core, quiet_transformers
 from training.metrics import classification_metrics
 from training.sampling import stratified_holdout, stratified_sample, validation_cap
 from training.tracking import check_tracker, tracker_env, trainer_report_to
@@ -448,7 +449,7 @@ def _training_arguments(
 ) -> Any:
     from transformers import TrainingArguments
 
-    from training.device import world_size
+    from runtime.device import world_size
 
     per_step = config.batch_size * world_size() * config.gradient_accumulation_steps
     steps = math.ceil(config.epochs * math.ceil(n_train / per_step))

@@ -25,14 +25,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from training.device import resolve_device, resolve_precision
+from runtime.device import resolve_device, resolve_precision
+from runtime.validation import check_texts
 
 if TYPE_CHECKING:
     import torch
 
 __all__ = [
     "MODEL_SUBDIR",
-    "check_texts",
     "classifier_dir",
     "load_for_inference",
     "predict_loaded",
@@ -89,7 +89,7 @@ def predict_proba(
         ``auto``, ``cpu`` or ``cuda``.
     precision
         ``fp32`` (default: reproducible probabilities for label-error detection), or
-        ``auto``/``bf16``/``fp16`` as in :func:`training.device.resolve_precision` (autocast;
+        ``auto``/``bf16``/``fp16`` as in :func:`runtime.device.resolve_precision` (autocast;
         on a CPU with native bf16 about 1.7x faster; probabilities differ by < 0.01).
 
     Returns
@@ -179,18 +179,6 @@ def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContex
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return torch.autocast(device_type=device.type, dtype=dtype)
-
-
-def check_texts(texts: Sequence[str], what: str) -> list[str]:
-    """``texts`` as a list, or a ValueError naming the first row that is not a string."""
-    texts = list(texts)
-    bad = [i for i, text in enumerate(texts) if not isinstance(text, str)]
-    if bad:
-        raise ValueError(
-            f"{what} must all be strings; row {bad[0]} is {texts[bad[0]]!r} ({len(bad)} bad "
-            "rows). Drop or fill missing texts first, e.g. df[col].fillna('')."
-        )
-    return texts
 
 
 @contextlib.contextmanager

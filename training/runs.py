@@ -34,8 +34,9 @@ import numpy as np
 import pandas as pd
 
 from data.records import run_metrics
+from runtime.device import is_main_process
+from runtime.progress import Cancelled
 from training.config import TrainingConfig
-from training.device import is_main_process
 from training.experiments import (
     DEFAULT_FRACTIONS,
     DEFAULT_NOISE_RATES,
@@ -54,10 +55,6 @@ from training.metrics import classification_metrics
 from training.sampling import stratified_holdout, stratified_sample, validation_cap
 
 EVALUATION_FILE = "evaluation.json"
-
-
-class RunCancelled(Exception):
-    """The user cancelled the job while this run was training."""
 
 
 def split_ids(ws: Any) -> tuple[list[int], list[int]]:
@@ -164,7 +161,7 @@ def execute_run(
 
     Raises
     ------
-    RunCancelled
+    Cancelled
         The job was cancelled while this run trained (the run is marked ``cancelled``).
 
     Notes
@@ -198,11 +195,11 @@ def execute_run(
         if result.cancelled:
             if main:
                 ws.update_run(run_id, status="cancelled", history=result.history or history)
-            raise RunCancelled()
+            raise Cancelled()
         if not main:
             return -1
         _record(ws, run_id, plan, result, _evaluation(result, rows, plan), history)
-    except RunCancelled:
+    except Cancelled:
         raise
     except BaseException as exc:
         # Whatever fails after the run was recorded (data prep, training, evaluation), the run

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from data.demo import load_error_message, resolve_model
+from runtime.models import load_error_message, resolve_model
 from training.config import TECHNIQUES, TrainingConfig
 
 # Config attributes that hold dropout rates across common encoder families (BERT/RoBERTa/

@@ -79,11 +79,11 @@ class AnalysisMixin:
             out["meta"] = metas
         return out
 
-    # -- embeddings cache (implements curation.probs.EmbeddingCache) -----------------------
+    # -- embeddings cache (implements runtime.encoder.EmbeddingCache) -----------------------
     def get_embeddings(self, model_key: str, text_hashes: Sequence[str]) -> dict[str, np.ndarray]:
         """Cached vectors for the given text hashes (missing ones are simply absent).
 
-        Looked up by primary key, 900 at a time: :func:`curation.probs.embed_texts` asks one
+        Looked up by primary key, 900 at a time: :func:`runtime.encoder.embed_texts` asks one
         chunk (~16k texts) at a time, which costs ~0.1 s however many vectors are stored (a
         whole-table scan per chunk would read every stored vector again for each chunk).
         """

@@ -1,26 +1,22 @@
 """Background jobs: long work runs in a child process, never in Streamlit's script thread.
 
 The UI calls :func:`launch`, which records a job in the store and starts
-``python -m training.jobs WORKSPACE JOB_ID``. The child writes progress to the store; the page
+``python -m jobs WORKSPACE JOB_ID``. The child writes progress to the store; the page
 polls it, so a browser refresh (or a second browser) sees the same job. Cancel is a flag in the
 store that the child polls between batches/steps; :func:`cancel` also kills a child that does not
 stop within a grace period.
 
-Job kinds:
-- ``analyze``: embeddings + K-fold probabilities + cleanlab scores (``params``: encoder settings,
-  n_folds, seed);
-- ``train``: one fine-tuning run on the curated labels (``params``: a TrainingConfig dict);
-- ``experiment``: a data-size or label-quality sweep (``params``: config, experiment, options).
+What each kind of job does is in the registry, :mod:`jobs.kinds`.
 
 Several GPUs: when torch sees more than one CUDA device and the config's device is ``auto`` or
 ``cuda``, a ``train``/``experiment`` child is started under Hugging Face Accelerate, one
 process per GPU (data parallel; ``batch_size`` is per GPU), exactly as you would by hand::
 
     python -m accelerate.commands.launch --multi_gpu --num_processes 4 --num_machines 1 \
-        --mixed_precision no --dynamo_backend no -m training.jobs WORKSPACE_DIR JOB_ID
+        --mixed_precision no --dynamo_backend no -m jobs WORKSPACE_DIR JOB_ID
 
 (``accelerate launch ...`` is the same command; ``torchrun --nproc-per-node 4 -m
-training.jobs WORKSPACE_DIR JOB_ID`` works too. Precision is still chosen by the config.) Only
+jobs WORKSPACE_DIR JOB_ID`` works too. Precision is still chosen by the config.) Only
 the main process (rank 0) writes progress, runs and results to the store and saves the model;
 every process polls the cancel flag and they agree to stop at the same step. Set
 ``CUDA_VISIBLE_DEVICES`` to choose the GPUs; on one GPU or the CPU the child is the plain
@@ -38,7 +34,10 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from data.store import Workspace
+from data.store import StoreError, Workspace
+from jobs.kinds import job_kind
+from runtime.device import is_main_process
+from runtime.progress import Cancelled
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -49,13 +48,13 @@ def child_command(folder: str | Path, job_id: int, *, gpus: int = 1) -> list[str
     Examples
     --------
     >>> child_command("ws", 3)[1:]
-    ['-m', 'training.jobs', 'ws', '3']
+    ['-m', 'jobs', 'ws', '3']
     >>> child_command("ws", 3, gpus=2)[1:6]
     ['-m', 'accelerate.commands.launch', '--multi_gpu', '--num_processes', '2']
     """
     if isinstance(gpus, bool) or not isinstance(gpus, int) or gpus < 1:
         raise ValueError(f"gpus must be a whole number >= 1 (got {gpus!r}).")
-    job = ["-m", "training.jobs", str(folder), str(int(job_id))]
+    job = ["-m", "jobs", str(folder), str(int(job_id))]
     if gpus == 1:
         return [sys.executable, *job]
     launcher = ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(gpus)]
@@ -69,7 +68,7 @@ def gpus_for(kind: str, params: dict[str, Any]) -> int:
 
     Analysis jobs and CPU training stay single-process; torch is imported only for training.
     """
-    if kind not in ("train", "experiment"):
+    if not job_kind(kind).trains:
         return 1
     device = str((params.get("config") or {}).get("device", "auto")).strip().lower()
     if device not in ("auto", "cuda"):
@@ -200,8 +199,6 @@ def run_job(ws: Workspace, job_id: int) -> None:
     Under a distributed launch only the main process writes to the store; the launcher's pid
     (recorded by :func:`launch`) stays the job's pid so a cancel kills the whole group.
     """
-    from training.device import is_main_process
-
     main = is_main_process()
     job = ws.job(job_id)
     if main and "RANK" not in os.environ:
@@ -224,9 +221,9 @@ def run_job(ws: Workspace, job_id: int) -> None:
             ws.update_job(job_id, progress=info)
 
     try:
-        result = _dispatch(ws, job["kind"], job["params"], job_id, progress, should_stop)
+        result = job_kind(job["kind"]).run(ws, job["params"], job_id, progress, should_stop)
     except Exception as exc:  # noqa: BLE001 - every failure is reported to the user
-        if isinstance(exc, _cancel_types()):
+        if isinstance(exc, Cancelled):
             if main:
                 ws.update_job(job_id, status="cancelled")
             return
@@ -242,70 +239,19 @@ def run_job(ws: Workspace, job_id: int) -> None:
         ws.update_job(job_id, status="done", result=result)
 
 
-def _cancel_types() -> tuple[type, ...]:
-    """The "user cancelled" exceptions of the modules this job has imported.
-
-    Looked up, not imported: a job can only raise those of modules it loaded, and importing
-    ``training.runs`` just to compare took 1.9 s (it pulls in transformers' Trainer), most of
-    the time a cancelled analysis needed to report that it stopped.
-    """
-    names = (
-        ("curation.progress", "Cancelled"),  # also curation.pipeline.Cancelled
-        ("curation.methods", "MethodCancelled"),
-        ("training.runs", "RunCancelled"),
-    )
-    return tuple(getattr(sys.modules[m], name) for m, name in names if m in sys.modules)
-
-
-def _dispatch(ws, kind, params, job_id, progress, should_stop) -> dict[str, Any]:
-    if kind == "analyze":
-        from curation.pipeline import analyze_workspace
-        from curation.probs import EncoderSettings
-
-        settings = EncoderSettings(**params.get("encoder", {}))
-        aid = analyze_workspace(
-            ws,
-            method=params.get("method"),
-            method_options=params.get("method_options"),
-            settings=settings,
-            n_folds=int(params.get("n_folds", 5)),
-            seed=int(params.get("seed", 0)),
-            progress=progress,
-            should_stop=should_stop,
-        )
-        return {"analysis_id": aid}
-    if kind in ("train", "experiment"):
-        from training.config import TrainingConfig
-        from training.runs import run_experiment
-
-        config = TrainingConfig.from_dict(params.get("config", {}))
-        experiment = params.get("experiment", "single") if kind == "experiment" else "single"
-        run_ids = run_experiment(
-            ws,
-            experiment,
-            config=config,
-            job_id=job_id,
-            progress=progress,
-            should_stop=should_stop,
-            **params.get("options", {}),
-        )
-        return {"run_ids": run_ids}
-    raise ValueError(f"Unknown job kind {kind!r}; valid: 'analyze', 'train', 'experiment'.")
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 2:
-        print("usage: python -m training.jobs WORKSPACE_DIR JOB_ID", file=sys.stderr)
+        print("usage: python -m jobs WORKSPACE_DIR JOB_ID", file=sys.stderr)
         return 2
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    ws = Workspace(argv[0])
+    try:
+        ws = Workspace(argv[0])
+    except StoreError as exc:  # a damaged or missing workspace: say so, no traceback
+        print(f"Cannot run job {argv[1]}: {exc}", file=sys.stderr)
+        return 1
     try:
         run_job(ws, int(argv[1]))
     except Exception:  # noqa: BLE001 - already recorded in the store
         return 1
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

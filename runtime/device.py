@@ -1,4 +1,4 @@
-"""Where and in which number format to run: shared by fine-tuning and the encoder.
+"""Where and in which number format to run: shared by the encoder, detection and training.
 
 ``auto`` picks the GPU when torch sees one. Precision ``auto`` is bf16 on a GPU that supports
 it (fp16 otherwise) and, on a CPU, bf16 autocast only where the CPU has native bf16 instructions
@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Sequence
 from typing import Any
 
-from training.config import DEVICES, PRECISIONS
+from runtime.validation import choice
+
+DEVICES = ("auto", "cpu", "cuda")
+# fp16 only exists on CUDA; resolve_precision says so when it is asked for on the CPU.
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 def resolve_device(device: str) -> str:
@@ -23,7 +26,7 @@ def resolve_device(device: str) -> str:
     """
     import torch
 
-    device = _normalise_choice("device", device, DEVICES)
+    device = choice("device", device, DEVICES)
     has_cuda = torch.cuda.is_available()
     if device == "auto":
         return "cuda" if has_cuda else "cpu"
@@ -44,8 +47,8 @@ def resolve_precision(precision: str, device: str) -> str:
     """
     import torch
 
-    precision = _normalise_choice("precision", precision, PRECISIONS)
-    device = _normalise_choice("device", device, ("cpu", "cuda"))
+    precision = choice("precision", precision, PRECISIONS)
+    device = choice("device", device, ("cpu", "cuda"))
     if device == "cuda":
         bf16_ok = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
         if precision == "auto":
@@ -73,13 +76,6 @@ def cpu_has_native_bf16() -> bool:
         return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
     except AttributeError:
         return False
-
-
-def _normalise_choice(name: str, value: Any, allowed: Sequence[str]) -> str:
-    normalised = value.strip().lower() if isinstance(value, str) else value
-    if normalised not in allowed:
-        raise ValueError(f"{name} must be one of {', '.join(allowed)} (got {value!r}).")
-    return normalised
 
 
 def autocast_dtype(precision: str) -> Any:

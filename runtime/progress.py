@@ -19,11 +19,13 @@ from concurrent.futures import Executor
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+# What every long function takes as ``progress``: it gets {"stage", "done", "total", ...} events.
+Progress = Callable[[dict[str, Any]], None]
 
 
 class Cancelled(Exception):
-    """Raised inside a job (or :func:`curation.probs.embed_texts`) when the user asked to
-    cancel it."""
+    """The user asked to stop: raised by every long function (embedding, detection, training)
+    whose ``should_stop()`` returned True. The one cancellation class the job runner catches."""
 
 
 class RateMeter:
