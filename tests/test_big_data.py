@@ -191,7 +191,7 @@ def test_lda_in_steps_and_from_disk_matches_one_pass(tmp_path, monkeypatch):
     x = (rng.standard_normal((500, 12)) + y[:, None]).astype(np.float32)
     folds = np.arange(500) % 5
     whole = M.lda_fold_probs(x, y, folds, n_classes=3, standardize=True)
-    monkeypatch.setattr(M, "ROWS_PER_STEP", 37)
+    monkeypatch.setattr("curation.methods.lda.ROWS_PER_STEP", 37)  # the LDA and vote steps
     with NpyWriter(tmp_path / "x.npy", rows=500) as writer:
         for start in range(0, 500, 64):
             writer.write(x[start : start + 64])

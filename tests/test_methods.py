@@ -9,6 +9,7 @@ and a neighbour vote need as much as the sentence encoder does.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -60,13 +61,13 @@ def test_each_fast_method_ranks_flipped_labels_below_the_rest(data, method):
     assert np.allclose(probs.sum(1), 1.0) and (probs >= 0).all()
     assert _auroc_of_flips(probs, labels) >= 0.95
     assert info["method"] == method and info["n_folds"] == 5 and info["seconds"] >= 0
-    assert set(info["components"]) == set(M._COMPONENTS[method])
+    assert set(info["components"]) == set(M.detection_method(method).component_names)
 
 
 def test_cached_text_matrix_and_graph_give_the_same_probabilities(data):
     texts, labels, features = data
     fresh, info = M.method_probs(texts, labels, method="ensemble", features=features)
-    neighbors = M._nearest(features, M.vote_k(len(texts)))
+    neighbors = M.nearest(features, M.vote_k(len(texts)))
     cached, cached_info = M.method_probs(
         texts,
         labels,
@@ -160,9 +161,74 @@ def test_estimate_seconds_is_sane():
         M.estimate_seconds("ensemble", 10, device="tpu")
 
 
-def test_method_tables_agree():
+def test_the_registry_lists_every_method_with_help_and_an_estimate():
+    names = ["ensemble", "embedding", "text", "neighbors", "logreg", "finetune"]
+    names.append("finetune+ensemble")
+    assert list(M.METHODS) == list(M.REGISTRY) == list(M.METHOD_HELP) == names
     assert M.DEFAULT_METHOD in M.METHODS
-    assert set(M.METHOD_HELP) == set(M.METHODS) == set(M._COMPONENTS)
+    for name in M.METHODS:
+        method = M.detection_method(name)
+        assert method.name == name and method.help == M.METHOD_HELP[name] and len(method.help) > 20
+        assert method.components and all(isinstance(c, M.Component) for c in method.components)
+        assert method.estimate(10_000) > 0
+    # Composite methods pool the very components of the single ones.
+    fast = ("embedding", "text", "neighbors")
+    singles = tuple(M.detection_method(name).components[0] for name in fast)
+    assert M.detection_method("ensemble").components == singles
+    assert M.detection_method("finetune+ensemble").component_names == (*fast, "finetune")
+
+
+def test_an_unknown_method_name_lists_the_valid_ones():
+    for call in (
+        lambda: M.detection_method("magic"),
+        lambda: M.unregister_method("magic"),
+        lambda: M.estimate_seconds("magic", 10),
+        lambda: M.analysis_seconds("magic", 10),
+    ):
+        with pytest.raises(ValueError, match="Unknown method 'magic'; valid: ensemble, embedding"):
+            call()
+    with pytest.raises(ValueError, match="already registered"):
+        M.register_method(M.detection_method("text"))
+
+
+@dataclass(frozen=True)
+class _ClassPrior(M.Component):
+    """A toy component: every row gets the class shares of the other folds."""
+
+    name: str = "prior"
+    fit_seconds_per_row: float = 1.0
+
+    def probs(self, split):
+        probs = np.zeros((len(split.labels), split.n_classes))
+        for f in range(split.n_folds):
+            train = split.labels[split.folds != f]
+            probs[split.folds == f] = np.bincount(train, minlength=split.n_classes) / len(train)
+        return probs, {"model": "class prior"}
+
+
+@pytest.fixture
+def toy_method():
+    method = M.register_method(
+        M.DetectionMethod("toy", "Class priors, for a test.", (_ClassPrior(),))
+    )
+    yield method
+    M.unregister_method("toy")
+    assert "toy" not in M.METHODS
+
+
+def test_a_registered_method_is_listed_run_and_estimated(data, toy_method):
+    texts, labels, features = data
+    assert "toy" in M.METHODS and M.METHOD_HELP["toy"] == "Class priors, for a test."
+    events = []
+    probs, info = M.method_probs(
+        texts, labels, method="toy", features=features, n_folds=4, progress=events.append
+    )
+    shares = np.bincount(labels) / len(labels)
+    assert np.allclose(probs, shares, atol=0.05) and np.allclose(probs.sum(1), 1.0)
+    assert info["method"] == "toy" and info["components"]["prior"]["model"] == "class prior"
+    assert info["weights"] == {"prior": 1.0}
+    assert [e["stage"] for e in events] == ["prior", "done"]
+    assert M.estimate_seconds("toy", 1_000) == 1_000.0
 
 
 @pytest.mark.slow
