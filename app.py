@@ -20,6 +20,7 @@ st.set_page_config(page_title="Second Look", page_icon=":material/search:", layo
 pages = {
     "Label": [
         st.Page("app_pages/data.py", title="Data", icon=":material/upload_file:", default=True),
+        st.Page("app_pages/repair.py", title="Text repair", icon=":material/build:"),
         st.Page("app_pages/issues.py", title="Predictions & flags", icon=":material/flag:"),
         st.Page("app_pages/health.py", title="Dataset health", icon=":material/monitor_heart:"),
         st.Page("app_pages/review.py", title="Review", icon=":material/rate_review:"),
@@ -27,7 +28,7 @@ pages = {
     "Model": [
         st.Page("app_pages/train.py", title="Train", icon=":material/model_training:"),
         st.Page("app_pages/charts.py", title="Charts", icon=":material/show_chart:"),
-        st.Page("app_pages/runs.py", title="Run history", icon=":material/history_edu:"),
+        st.Page("app_pages/history.py", title="Run history", icon=":material/history_edu:"),
     ],
     "Team": [
         st.Page("app_pages/reviewers.py", title="Reviewers", icon=":material/groups:"),

@@ -8,9 +8,12 @@
     python cli.py train DATA --text-column text --label-column label [--eval EVAL] --out DIR
     python cli.py predict MODEL_DIR --text "I love it" [--text ...]
     python cli.py predict MODEL_DIR DATA --text-column text [--out predictions.csv]
+    python cli.py serve MODEL_DIR [--host 127.0.0.1 --port 8000]   # POST /predict over HTTP
     python cli.py export WORKSPACE --format csv --out curated.csv
     python cli.py export WORKSPACE --format chat [--split train] --out chat.jsonl
     python cli.py restore WORKSPACE            # a damaged workspace: its backup + newer events
+    python cli.py repair WORKSPACE [--kinds mojibake,html_entities] [--list] [--accept-all --reviewer R]
+    python cli.py adapt WORKSPACE [--epochs 1 --max-steps N --output DIR]   # masked-LM on its texts
 
 DATA is a CSV, TSV, JSONL/JSON or Parquet file, or a folder saved by ``datasets.save_to_disk``.
 Progress goes to stderr; bad arguments print a clear message and exit with status 2.
@@ -89,7 +92,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     from curation.methods import METHODS, estimate_seconds
     from curation.pipeline import analyze
     from runtime.device import resolve_device
-    from runtime.encoder import EncoderSettings
+    from runtime.encoder import EncoderSettings, embed_seconds
+    from runtime.estimates import duration
 
     if args.method is not None and args.method not in METHODS:
         raise CliError(f"Unknown --method {args.method!r}; valid: {', '.join(METHODS)}.")
@@ -111,8 +115,9 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     estimate = estimate_seconds(method, len(frame), device=resolve_device("auto"))
     _say(
         f"analyze: {len(frame):,} rows, {len(prepared.label_names)} classes; "
-        f"{settings.describe()}; {args.folds}-fold {method}; about {estimate:,.0f} s"
-        " after embedding"
+        f"{settings.describe()}; {args.folds}-fold {method}; about "
+        f"{duration(embed_seconds(len(frame), settings))} to embed (less for cached texts), "
+        f"then about {duration(estimate)}"
     )
     cache = None
     if args.cache:
@@ -128,13 +133,13 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         cache=cache,
         progress=_progress_printer("analyze"),
     )
-    scores, timings = result.rows, result.summary["timings"]
+    scores, timings = result.rows, result.summary.timings
     out = scores.assign(id=frame["ext_id"].to_numpy(), text=frame["text"].to_numpy())
-    out = out.rename(columns={"label_score": "label_quality"})[
+    out = out[
         [
             "id",
             "text",
-            "given_label",
+            "analyzed_label",
             "predicted_label",
             "predicted_prob",
             "label_quality",
@@ -150,7 +155,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     export_frame(out, args.out)
     _say(
         f"analyze: {int(out['is_label_issue'].sum()):,} likely label errors of {len(out):,} "
-        f"rows; wrote {args.out} ({timings['total_seconds']:.1f} s)"
+        f"rows; wrote {args.out} ({duration(timings['total_seconds'])})"
     )
     return 0
 
@@ -271,9 +276,9 @@ def _analyze_workspace(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         raise CliError(str(exc)) from exc
-    summary = ws.latest_analysis()["summary"]
+    summary = ws.latest_analysis().summary
     _say(
-        f"analyze: analysis {analysis_id}: {summary.get('n_issues', 0):,} likely label errors; "
+        f"analyze: analysis {analysis_id}: {summary.n_issues:,} likely label errors; "
         f"review them with: python cli.py review {ws.folder}"
     )
     return 0
@@ -552,6 +557,7 @@ def _predict_inputs(args: argparse.Namespace):
 def cmd_predict(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from runtime.estimates import duration
     from training.inference import predict_proba
 
     model_dir = _classifier_dir(args.model_dir)
@@ -575,7 +581,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     best = probs.argmax(axis=1) if len(probs) else np.zeros(0, dtype=int)
     predicted = [names[i] for i in best]
     predicted_prob = probs[np.arange(len(probs)), best]
-    _say(f"predict: done in {seconds:.1f} s")
+    _say(f"predict: done in {duration(seconds)}")
     if not args.out:
         _print_predictions(texts, predicted, predicted_prob)
         return 0
@@ -609,6 +615,104 @@ def _print_predictions(texts: list[str], labels: list[str], probs) -> None:
         if len(one_line) > 80:
             one_line = one_line[:79] + "…"
         print(f"{label:<{width}}  {p:>11.3f}  {one_line}")
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from serving.app import Limits, ServeError, serve
+
+    if not 0 <= args.port <= 65535:
+        raise CliError(f"--port must be 0-65535 (got {args.port}); 0 picks a free port.")
+    model_dir = _classifier_dir(args.model_dir)
+    try:
+        return serve(
+            model_dir,
+            host=args.host,
+            port=args.port,
+            limits=Limits(max_texts=args.max_texts, max_chars=args.max_chars),
+            device=args.device,
+            batch_size=args.batch_size,
+            max_length=args.max_length,
+            precision=args.precision,
+            threads=args.threads,
+        )
+    except (ServeError, ValueError) as exc:  # ModelLoadError is a ValueError
+        raise CliError(str(exc)) from exc
+
+
+def cmd_adapt(args: argparse.Namespace) -> int:
+    """Domain-adaptive pretraining in the foreground: masked-LM training on a workspace's
+    texts (never its labels), as the Train page's background job does."""
+    from training.adapt import AdaptConfig, adapt_workspace
+
+    values = {f.name: getattr(args, f.name) for f in fields(AdaptConfig)}
+    try:
+        config = AdaptConfig.from_dict({k: v for k, v in values.items() if v is not None})
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
+    ws = _open_workspace(args.workspace)
+    result = adapt_workspace(
+        ws, config, model=args.model, output_dir=args.output, progress=_progress_printer("adapt")
+    )
+    _say(
+        f"adapt: {result.rows:,} texts, {result.steps} steps in {result.train_seconds:.0f} s on "
+        f"{result.device} ({result.precision}); masked-LM loss on {result.heldout_rows:,} "
+        f"held-out texts {result.loss_before} -> {result.loss_after}; encoder in "
+        f"{result.model_dir}"
+    )
+    print(result.model_dir)
+    return 0
+
+
+def _add_adapt_command(sub) -> None:
+    from training.adapt import AdaptConfig
+
+    d = sub.add_parser(
+        "adapt",
+        help="continue masked-LM pretraining of the encoder on a workspace's texts (all "
+        "splits, never the labels); prints the adapted encoder's folder",
+    )
+    d.add_argument("workspace", help="workspace folder (holds store.sqlite)")
+    d.add_argument("--model", default="", help="encoder folder or hub id (default: packaged)")
+    d.add_argument("--output", help="default: WORKSPACE/models/adapted-<timestamp>")
+    defaults = AdaptConfig()
+    for f in fields(AdaptConfig):
+        default = getattr(defaults, f.name)
+        kind = (
+            str if isinstance(default, str) else (int if f.name == "max_steps" else type(default))
+        )
+        d.add_argument(
+            f"--{f.name.replace('_', '-')}",
+            dest=f.name,
+            default=None,
+            type=kind,
+            help=f"{AdaptConfig.FIELD_HELP[f.name]} (default: {default})",
+        )
+    d.set_defaults(func=cmd_adapt)
+
+
+def _add_serve_command(sub) -> None:
+    from serving import DEFAULT_MAX_CHARS, DEFAULT_MAX_TEXTS
+
+    s = sub.add_parser("serve", help="answer POST /predict over HTTP with a trained classifier")
+    s.add_argument("model_dir", help="folder written by `train --out` (or its model/ folder)")
+    s.add_argument("--host", default="127.0.0.1", help="default: %(default)s (this machine only)")
+    s.add_argument("--port", type=int, default=8000, help="default: %(default)s; 0: a free one")
+    s.add_argument("--max-texts", type=int, default=DEFAULT_MAX_TEXTS, help="per request")
+    s.add_argument("--max-chars", type=int, default=DEFAULT_MAX_CHARS, help="per text")
+    s.add_argument("--batch-size", type=int, default=64, help="texts per forward pass")
+    s.add_argument(
+        "--max-length", type=int, default=None, help="default: the length it was trained with"
+    )
+    s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    s.add_argument(
+        "--precision",
+        default="fp32",
+        choices=["auto", "fp32", "bf16", "fp16"],
+        help="fp32 (default) gives the same probabilities as `predict`; bf16 is faster on "
+        "recent CPUs and GPUs",
+    )
+    s.add_argument("--threads", type=int, help="torch CPU threads (default: one per core)")
+    s.set_defaults(func=cmd_serve)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -760,7 +864,86 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.set_defaults(func=cmd_review)
     _add_store_commands(sub)
+    _add_serve_command(sub)
+    _add_adapt_command(sub)
+    _add_repair_command(sub)
     return parser
+
+
+def cmd_repair(args: argparse.Namespace) -> int:
+    """Text repair proposals for a workspace: count them, list them, or accept them all (one
+    batch of repair_text events that one undo reverts)."""
+    from curation.repair import kind_counts, propose_repairs
+    from data.store import StoreError
+
+    kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
+    ws = _open_workspace(args.workspace)
+    texts = ws.current_texts()
+    try:
+        found = propose_repairs(texts["text"], texts["sample_id"].tolist(), kinds=kinds)
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
+    counts = kind_counts(found)
+    _say(
+        f"repair: {len(found):,} of {len(texts):,} texts have proposals ("
+        + ", ".join(f"{k}: {counts[k]:,}" for k in kinds)
+        + ")"
+    )
+    if args.list:
+        ext = texts.set_index("sample_id")["ext_id"]
+        for row in found.itertuples(index=False):
+            record = {
+                "id": ext.at[row.sample_id],
+                "kinds": row.kinds,
+                "original": row.original,
+                "proposed": row.proposed,
+            }
+            print(json.dumps(record, ensure_ascii=False))
+    if args.accept_all:
+        if not (args.reviewer or "").strip():
+            raise CliError("Give --reviewer NAME: every repair event records who accepted it.")
+        try:
+            events = ws.repair_texts(
+                zip(found["sample_id"].astype(int), found["proposed"], strict=True),
+                reviewer=args.reviewer,
+                expected=dict(zip(found["sample_id"].astype(int), found["original"], strict=True)),
+            )
+        except (StoreError, ValueError) as exc:
+            raise CliError(str(exc)) from exc
+        _say(
+            f"repair: {len(events):,} texts repaired by {args.reviewer.strip()} (one batch; "
+            "undo it on the Text repair page)"
+        )
+    elif not args.list and len(found):
+        _say("repair: list them with --list, accept them with --accept-all --reviewer NAME")
+    return 0
+
+
+def _add_repair_command(sub) -> None:
+    from curation.repair import DEFAULT_KINDS, KINDS
+
+    f = sub.add_parser(
+        "repair",
+        help="propose text repairs (mojibake, HTML entities, ...): count, list or accept them",
+    )
+    f.add_argument("workspace", help="workspace folder (holds store.sqlite)")
+    f.add_argument(
+        "--kinds",
+        default=",".join(DEFAULT_KINDS),
+        help=f"comma-separated, of {', '.join(KINDS)} (default: %(default)s)",
+    )
+    f.add_argument(
+        "--list",
+        action="store_true",
+        help="print each proposal as a JSON line: id, kinds, original, proposed",
+    )
+    f.add_argument(
+        "--accept-all",
+        action="store_true",
+        help="accept every proposal as one batch of repair_text events (needs --reviewer)",
+    )
+    f.add_argument("--reviewer", help="who accepts (recorded with every event)")
+    f.set_defaults(func=cmd_repair)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -57,6 +57,8 @@ st.dataframe(
             "old_label",
             "new_label",
             "text",
+            "old_text",
+            "new_text",
             "old_excluded",
             "new_excluded",
             "event_id",
@@ -75,6 +77,9 @@ st.dataframe(
         "old_excluded": "excluded before",
         "new_excluded": "excluded after",
         "text": st.column_config.TextColumn("text", width="large"),
+        # Filled for text repairs (repair_text and their undos) only.
+        "old_text": st.column_config.TextColumn("text before (repairs)"),
+        "new_text": st.column_config.TextColumn("text after (repairs)"),
     },
 )
 more = f"; the table shows the newest {SHOWN:,}, the download has them all" if total > SHOWN else ""

@@ -1,4 +1,4 @@
-"""Charts: a metric against training-data size and against label quality, over seeds.
+"""Charts: a metric against training-data size, label quality and learning rate, over seeds.
 
 Each point is the mean over an experiment's seeds with a standard-deviation bar, on the full
 test split and on the verified subset (test rows a reviewer confirmed or corrected); every run
@@ -16,8 +16,10 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
+from app_pages.adapt import adaptation_panel
 from app_pages.figures import METRIC_LABELS
 from app_pages.progress import active_job, job_progress
+from app_pages.rate_sweep import rate_sweep_panel
 from app_pages.training_form import TRAIN_CONFIG_KEY, launch_training
 from app_pages.workspace import require_workspace
 from data.records import RunRecord
@@ -169,7 +171,7 @@ st.markdown(
     "test split and on the **verified subset** (test rows a reviewer checked)."
 )
 metric = st.selectbox("Metric", list(METRICS), format_func=METRIC_LABELS.get, key="chart_metric")
-running = next((j for j in ws.jobs(active=True) if j["kind"] in ("experiment", "train")), None)
+running = next((j for j in ws.jobs(active=True) if j.kind in ("experiment", "train")), None)
 
 
 def launch_buttons() -> None:
@@ -225,3 +227,5 @@ def experiments_panel() -> None:
 
 
 experiments_panel()
+rate_sweep_panel(ws, metric)
+adaptation_panel(ws, metric, METRIC_LABELS[metric])

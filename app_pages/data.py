@@ -11,6 +11,7 @@ import jobs
 from app_pages.plain import plain
 from app_pages.workspace import current_workspace, select_workspace
 from data import demo
+from data.encoding import is_rows_note
 from data.readers import (
     DATA_DIR_ENV,
     UPLOAD_SUFFIXES,
@@ -39,7 +40,7 @@ def confirm_long_analysis(n_rows: int) -> bool:
     estimate (a 1.36M-row CSV means hours of embedding on a CPU)."""
     from curation.methods import DEFAULT_METHOD, analysis_seconds
     from runtime.device import resolve_device
-    from runtime.progress import duration
+    from runtime.estimates import duration
 
     device = resolve_device("auto")
     seconds = analysis_seconds(DEFAULT_METHOD, n_rows, device=device)
@@ -48,7 +49,7 @@ def confirm_long_analysis(n_rows: int) -> bool:
     st.warning(
         f"The first analysis of {n_rows:,} rows is estimated at about {duration(seconds)} on "
         f"this machine ({device}), most of it embedding every text once and finding each "
-        "row's neighbours. You can import now and start it later on **Predictions & flags**."
+        "row's neighbors. You can import now and start it later on **Predictions & flags**."
     )
     return st.checkbox(
         f"Yes, start the {duration(seconds)} analysis right after import",
@@ -148,7 +149,17 @@ if ws is not None:
         f"encoding {plain(info.get('encoding'))}"
     )
     for warning in info.get("import_warnings") or []:
-        st.warning(plain(warning))  # warnings quote column names and values
+        if counts["encoding_fixed"] and is_rows_note(warning):
+            # Not a problem to fix before going on: the rows are marked, and a repair pass
+            # proposes fixed texts to review (the demo's tweets hold such bytes).
+            st.info(
+                f"{plain(warning)} **Text repair** proposes fixed texts (mojibake, HTML "
+                "entities) to review and accept.",
+                icon=":material/build:",
+            )
+            st.page_link("app_pages/repair.py", label="Review text repair proposals")
+        else:
+            st.warning(plain(warning))  # warnings quote column names and values
     st.dataframe(ws.label_counts(), width="content")
 
 st.divider()

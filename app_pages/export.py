@@ -29,7 +29,7 @@ counts = ws.counts()
 st.markdown(
     f"**{counts['n']:,} rows** · {counts['changed']:,} labels changed · "
     f"{counts['excluded']:,} excluded · {counts['reviewed']:,} reviewed. "
-    "Each row carries its provenance: curated `label`, `original_label`, `changed`, `excluded`, "
+    "Each row carries its provenance: curated `label`, `given_label`, `changed`, `excluded`, "
     "`reviewer`, `reviewed_at`, and the latest analysis' `label_quality`, `is_label_issue`, "
     "`predicted_label`; metadata columns follow."
 )
@@ -49,7 +49,7 @@ def export_payload(folder: str, version: tuple[int, int | None], fmt: str, meta:
 
 latest = ws.latest_analysis()
 preview, payload = export_payload(
-    str(ws.folder), (ws.label_version(), latest and latest["id"]), fmt, include_meta
+    str(ws.folder), (ws.label_version(), latest and latest.id), fmt, include_meta
 )
 st.dataframe(preview, hide_index=True, width="stretch")
 suffix = SUFFIXES.get(fmt, fmt)
@@ -172,6 +172,8 @@ else:
     )
     run = ws.run(choice)
     st.caption(f"Folder: {plain(run.model_dir)} (load it with `from_pretrained`).")
+    st.caption("Serve it over HTTP (`POST /predict`, `GET /model`; see the README):")
+    st.code(f"python cli.py serve {shlex.quote(str(run.model_dir))} --port 8000", language="bash")
     if st.button("Prepare model download", key="prepare_model"):
         st.session_state["model_zip"] = (choice, model_archive(run.model_dir))
     prepared = st.session_state.get("model_zip")

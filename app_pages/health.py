@@ -18,8 +18,8 @@ if latest is None:
     st.page_link("app_pages/issues.py", label="Predictions & flags", icon=":material/flag:")
     st.stop()
 
-summary = latest["summary"] or {}
-health = summary.get("health") or {}
+summary = latest.summary
+health = summary.health
 
 
 @st.cache_data(max_entries=4, show_spinner=False)
@@ -27,7 +27,7 @@ def results_table(folder: str, analysis_id: int, label_version: int) -> pd.DataF
     return ws.analysis_results(analysis_id)
 
 
-results = results_table(str(ws.folder), latest["id"], ws.label_version())
+results = results_table(str(ws.folder), latest.id, ws.label_version())
 n = len(results)
 n_groups = int(results["dup_group"].dropna().nunique())
 conflict_groups = int(results.loc[results["dup_conflict"], "dup_group"].dropna().nunique())
@@ -41,8 +41,8 @@ cols[1].metric(
     f"{estimate / max(n, 1):.1%} of rows" if estimate is not None else None,
     delta_color="off",
     delta_arrow="off",
-    help="cleanlab's confident-learning estimate of how many given labels are wrong "
-    "(from the joint distribution of given and true labels), not just the flagged count.",
+    help="cleanlab's confident-learning estimate of how many analyzed labels are wrong "
+    "(from the joint distribution of analyzed and true labels), not just the flagged count.",
 )
 cols[2].metric("Flagged label issues", f"{int(results['is_label_issue'].sum()):,}")
 cols[3].metric("Outliers", f"{int(results['is_outlier'].sum()):,}")
@@ -54,9 +54,9 @@ cols[4].metric(
     delta_arrow="off",
 )
 st.caption(
-    f"Analysis {latest['id']} ({plain(summary.get('method', latest['method']))}) at "
-    f"{latest['created_at'][:19]} UTC on label version {latest['label_version']}; "
-    f"{plain(summary.get('encoder', ''))}."
+    f"Analysis {latest.id} ({plain(summary.method)}) at "
+    f"{latest.created_at[:19]} UTC on label version {latest.label_version}; "
+    f"{plain(summary.encoder)}."
 )
 
 tab_noise, tab_dups, tab_outliers, tab_annot = st.tabs(
@@ -72,7 +72,7 @@ with tab_noise:
         )
         st.subheader("Per class")
         st.caption(
-            "cleanlab's estimates from the calibrated joint distribution of given and true "
+            "cleanlab's estimates from the calibrated joint distribution of analyzed and true "
             "labels. They differ from the flagged counts on Predictions & flags, which are "
             "the individual rows it is confident about."
         )
@@ -102,14 +102,14 @@ with tab_noise:
         frame = frame.rename(index=plain_chart, columns=plain_chart)
         st.subheader("Which class is confused with which")
         st.caption(
-            "Rows: the given label; columns: the label cleanlab estimates is true. Off-diagonal "
+            "Rows: the analyzed label; columns: the label cleanlab estimates is true. Off-diagonal "
             "cells are the estimated share of rows given one label that truly belong to another."
         )
         fig = px.imshow(
             frame,
             text_auto=".1%",
             color_continuous_scale="Reds",
-            labels={"x": "estimated true label", "y": "given label", "color": "share"},
+            labels={"x": "estimated true label", "y": "analyzed label", "color": "share"},
         )
         fig.update_layout(height=320, width=560, margin=dict(l=0, r=0, t=10, b=0))
         st.plotly_chart(fig, width="content", key="noise_matrix")
@@ -181,7 +181,7 @@ with tab_outliers:
         )
 
 with tab_annot:
-    annotators = summary.get("annotators")
+    annotators = summary.annotators
     if not annotators:
         st.info(
             "This dataset has no annotator columns. Import one with a column per annotator to "
@@ -191,7 +191,7 @@ with tab_annot:
     else:
         st.metric(
             "Rows whose consensus differs from the label",
-            f"{summary.get('consensus_differs', 0):,}",
+            f"{summary.consensus_differs:,}",
         )
         st.dataframe(pd.DataFrame(annotators), hide_index=True, width="stretch")
         low = results.sort_values("consensus_quality").head(50)

@@ -7,14 +7,16 @@ import plotly.express as px
 import streamlit as st
 
 import jobs
+from app_pages.adapt import adapted_choice
 from app_pages.plain import plain, plain_chart
 from app_pages.progress import active_job, job_status_line, progress_fraction
 from app_pages.workspace import require_workspace
-from curation.methods import DEFAULT_METHOD, METHOD_HELP, METHODS, analysis_seconds
+from curation.methods import DEFAULT_METHOD, METHOD_HELP, METHODS
+from curation.methods import estimate_seconds as detection_seconds
 from runtime.device import resolve_device
-from runtime.encoder import EncoderSettings
+from runtime.encoder import EncoderSettings, embed_seconds
+from runtime.estimates import duration
 from runtime.progress import describe as describe_progress
-from runtime.progress import duration
 
 st.title("Predictions & flags")
 ws = require_workspace()
@@ -38,6 +40,7 @@ with st.expander("Analysis settings", expanded=ws.latest_analysis() is None):
         "(needs a network).",
         key="enc_model",
     )
+    model = adapted_choice(c1, str(ws.folder), key="enc_adapted") or model
     max_length = c2.number_input("Max tokens", 16, 512, 64, step=16, key="enc_maxlen")
     precision = c3.selectbox(
         "Precision",
@@ -51,14 +54,12 @@ with st.expander("Analysis settings", expanded=ws.latest_analysis() is None):
     device = resolve_device("auto")
     n_rows = ws.counts()["n"]
     # Embeddings, text features and the neighbour graph are cached after the first analysis
-    # with this encoder; before it, embedding every text dominates (130-370 texts/s on 2 CPU
-    # cores, by precision: curation.methods.EMBED_TEXTS_PER_SECOND).
-    done_before = any(
-        (a or {}).get("model_key") == settings.key() for a in ws.analyses()["settings"]
-    )
-    seconds = analysis_seconds(
+    # with this encoder; before it, embedding every text dominates: at the speed this machine
+    # measured for these encoder settings (runtime.estimates), else a default.
+    done_before = any(a.settings.get("model_key") == settings.key() for a in ws.analyses())
+    seconds = detection_seconds(
         method, n_rows, device=device, n_folds=int(n_folds), cached=done_before
-    )
+    ) + (0.0 if done_before else embed_seconds(n_rows, settings))
     st.caption(
         f"Estimated time on this machine ({device}) for {n_rows:,} rows: about "
         f"{duration(seconds)}"
@@ -68,7 +69,7 @@ with st.expander("Analysis settings", expanded=ws.latest_analysis() is None):
     st.caption(
         f"Out-of-sample probabilities: {plain(settings.describe())}, then {n_folds}-fold "
         f"cross-validation ({method}); cleanlab scores each label and Datalab looks for "
-        "outliers and near-duplicates. Embeddings and the neighbour graph are cached, so a "
+        "outliers and near-duplicates. Embeddings and the neighbor graph are cached, so a "
         "re-analysis after relabeling only refits the classifier."
     )
 
@@ -78,15 +79,15 @@ def analysis_panel() -> None:
     job = active_job(ws, ("analyze",))
     if job is not None:
         st.info(job_status_line(job))
-        frac = progress_fraction(job.get("progress"))
+        frac = progress_fraction(job.progress)
         # Counts, rows/s and time left of the current stage, from its first batch on.
-        st.progress(frac or 0.0, text=describe_progress(job.get("progress")) or "starting…")
+        st.progress(frac or 0.0, text=describe_progress(job.progress) or "starting…")
         if st.button("Cancel analysis", key="cancel_analysis"):
-            jobs.cancel(ws, job["id"])
+            jobs.cancel(ws, job.id)
             st.rerun()
         return
     latest = ws.latest_analysis()
-    stale = latest is not None and latest["label_version"] < ws.label_version()
+    stale = latest is not None and latest.label_version < ws.label_version()
     label = "Re-analyse with current labels" if latest else "Run analysis"
     if st.button(
         label, type="primary" if (stale or not latest) else "secondary", key="run_analysis"
@@ -103,13 +104,13 @@ def analysis_panel() -> None:
         )
         st.rerun(scope="app")
     last_job = next(iter(ws.jobs(kind="analyze")), None)
-    if last_job is not None and last_job["status"] == "failed":
-        st.error(f"The last analysis failed: {plain(last_job['error'])}")
-    elif last_job is not None and last_job["status"] == "cancelled":
+    if last_job is not None and last_job.status == "failed":
+        st.error(f"The last analysis failed: {plain(last_job.error)}")
+    elif last_job is not None and last_job.status == "cancelled":
         st.info("The last analysis was cancelled.")
     if stale:
         st.warning(
-            f"{ws.label_version() - latest['label_version']} label events since this analysis: "
+            f"{ws.label_version() - latest.label_version} label events since this analysis: "
             "re-analyse to rescore with the current labels."
         )
 
@@ -122,8 +123,8 @@ if latest is None:
         st.info("No analysis yet. It finds likely label errors; start it above.")
     st.stop()
 
-summary = latest["summary"] or {}
-timings = summary.get("timings", {})
+summary = latest.summary
+timings = summary.timings
 
 
 @st.cache_data(max_entries=4, show_spinner=False)
@@ -132,10 +133,10 @@ def analysis_table(folder: str, analysis_id: int, label_version: int):
     return ws.analysis_results(analysis_id)
 
 
-results = analysis_table(str(ws.folder), latest["id"], ws.label_version())
+results = analysis_table(str(ws.folder), latest.id, ws.label_version())
 n = len(results)
 flagged = int(results["is_label_issue"].sum())
-disagree = int((results["predicted_label"] != results["label_used"]).sum())
+disagree = int((results["predicted_label"] != results["analyzed_label"]).sum())
 cols = st.columns(4)
 cols[0].metric("Rows scored", f"{n:,}")
 cols[1].metric(
@@ -147,20 +148,21 @@ cols[1].metric(
 )
 cols[2].metric("Prediction ≠ label", f"{disagree:,}")
 cols[3].metric(
-    "Agreement with given labels",
+    "Agreement with analyzed labels",
     f"{1 - disagree / max(n, 1):.1%}",
-    help="Share of rows whose out-of-sample prediction equals the given label.",
+    help="Share of rows whose out-of-sample prediction equals the analyzed label (the row's "
+    "label when the analysis ran).",
 )
 st.caption(
-    f"Analysis {latest['id']} ({plain(summary.get('method', latest['method']))}) at "
-    f"{latest['created_at'][:19]} UTC on label version "
-    f"{latest['label_version']} · {plain(summary.get('encoder', ''))} · took "
+    f"Analysis {latest.id} ({plain(summary.method)}) at "
+    f"{latest.created_at[:19]} UTC on label version "
+    f"{latest.label_version} · {plain(summary.encoder)} · took "
     f"{duration(float(timings.get('total_seconds') or 0))} ("
     + ", ".join(
         f"{name} {duration(float(timings[key]))}"
         for name, key in (
             ("embedding", "embed_seconds"),
-            ("neighbours", "knn_seconds"),
+            ("neighbors", "knn_seconds"),
             ("text features", "text_features_seconds"),
             ("fit", "fit_seconds"),
             ("cleanlab", "score_seconds"),
@@ -173,26 +175,26 @@ st.caption(
 
 left, right = st.columns(2)
 with left:
-    st.subheader("Flags per given label")
+    st.subheader("Flags per analyzed label")
     per_class = (
-        results.groupby("label_used")["is_label_issue"]
+        results.groupby("analyzed_label")["is_label_issue"]
         .agg(["sum", "count"])
         .rename(columns={"sum": "flagged", "count": "rows"})
     )
     per_class["rate"] = (per_class["flagged"] / per_class["rows"]).map("{:.1%}".format)
     st.dataframe(per_class, width="stretch")
 with right:
-    st.subheader("Given label → model's prediction (flagged rows)")
+    st.subheader("Analyzed label → model's prediction (flagged rows)")
     flagged_rows = results[results["is_label_issue"]]
     if len(flagged_rows):
-        cross = pd.crosstab(flagged_rows["label_used"], flagged_rows["predicted_label"])
+        cross = pd.crosstab(flagged_rows["analyzed_label"], flagged_rows["predicted_label"])
         # Plotly reads HTML tags in tick labels: class names are escaped for it.
         cross = cross.rename(index=plain_chart, columns=plain_chart)
         fig = px.imshow(
             cross,
             text_auto=True,
             color_continuous_scale="Reds",
-            labels={"x": "predicted", "y": "given", "color": "rows"},
+            labels={"x": "predicted", "y": "analyzed", "color": "rows"},
         )
         fig.update_layout(height=300, margin=dict(l=0, r=0, t=10, b=0))
         st.plotly_chart(fig, width="stretch")
@@ -207,7 +209,7 @@ st.dataframe(
     worst[
         [
             "ext_id",
-            "label_used",
+            "analyzed_label",
             "label",
             "predicted_label",
             "predicted_prob",
@@ -220,7 +222,7 @@ st.dataframe(
     hide_index=True,
     height=400,
     column_config={
-        "label_used": "given label (analysed)",
+        "analyzed_label": "analyzed label",
         "label": "current label",
         "predicted_prob": st.column_config.NumberColumn("p(predicted)", format="%.2f"),
         "label_quality": st.column_config.ProgressColumn(

@@ -9,12 +9,13 @@ import streamlit as st
 
 import jobs
 from app_pages.plain import plain
+from data.records import JobRecord, RunRecord
 from data.store import Workspace
 
 
-def job_status_line(job: dict[str, Any]) -> str:
-    progress = job.get("progress") or {}
-    parts = [f"Job {job['id']} ({job['kind']}): **{job['status']}**"]
+def job_status_line(job: JobRecord) -> str:
+    progress = job.progress
+    parts = [f"Job {job.id} ({job.kind}): **{job.status}**"]
     # Stages and run names may quote data (a model path, a run's name): shown as plain text.
     if progress.get("stage"):
         parts.append(plain(progress["stage"]))
@@ -34,34 +35,34 @@ def progress_fraction(progress: dict[str, Any] | None) -> float | None:
     return None
 
 
-def active_job(ws: Workspace, kinds: tuple[str, ...]) -> dict[str, Any] | None:
+def active_job(ws: Workspace, kinds: tuple[str, ...]) -> JobRecord | None:
     """The running job of one of ``kinds``, if any.
 
     Called from polling fragments: when a job that this session saw running has ended, the
     whole page reruns so that everything outside the fragment shows the new results.
     """
     jobs.reap(ws)
-    job = next((j for j in ws.jobs(active=True) if j["kind"] in kinds), None)
+    job = next((j for j in ws.jobs(active=True) if j.kind in kinds), None)
     seen_key = f"_watching_{'_'.join(kinds)}"
     if job is not None:
-        st.session_state[seen_key] = job["id"]
+        st.session_state[seen_key] = job.id
     elif st.session_state.pop(seen_key, None) is not None:
         st.rerun(scope="app")
     return job
 
 
-def job_progress(ws: Workspace, job: dict[str, Any], *, key: str) -> dict[str, Any] | None:
+def job_progress(ws: Workspace, job: JobRecord, *, key: str) -> RunRecord | None:
     """Status, overall progress (runs done + the current run's steps) and a Cancel button.
 
     Returns the run that is training now (None before the first one starts).
     """
     st.info(job_status_line(job))
-    runs = ws.runs(job_id=job["id"])
+    runs = ws.runs(job_id=job.id)
     run = runs[-1] if runs else None
     progress = run.progress if run is not None else {}
     step, steps, loss = progress.get("step"), progress.get("total_steps"), progress.get("loss")
     within = progress_fraction(progress) or 0.0
-    job_progress_ = job.get("progress") or {}
+    job_progress_ = job.progress
     n_runs, current = job_progress_.get("runs") or 1, job_progress_.get("run") or 1
     overall = min(1.0, (current - 1 + within) / n_runs)
     text = (
@@ -73,6 +74,6 @@ def job_progress(ws: Workspace, job: dict[str, Any], *, key: str) -> dict[str, A
         text = f"run {current}/{n_runs} · {text}"
     st.progress(overall, text=text)
     if st.button("Cancel", key=f"cancel_{key}"):
-        jobs.cancel(ws, job["id"])
+        jobs.cancel(ws, job.id)
         st.rerun()
     return run

@@ -212,7 +212,7 @@ def move(delta: int) -> None:
 def metrics_row(item: Any) -> None:
     cols = st.columns(5)
     # Metric values and deltas render markdown too.
-    cols[0].metric("Original label", plain(item["original_label"]))
+    cols[0].metric("Given label", plain(item["given_label"]))
     cols[1].metric("Current label", plain(item["label"]))
     if isinstance(item["predicted_label"], str):  # None before any analysis
         cols[2].metric(
@@ -239,10 +239,10 @@ def metrics_row(item: Any) -> None:
 @st.cache_data(max_entries=256, show_spinner=False)
 def explanation(folder: str, sample_id: int, analysis_id: int, label_version: int) -> dict:
     """What the card shows to explain a flag; cached per sample, analysis and label version
-    (neighbours are shown with their *current* labels)."""
-    near = ws.neighbours(sample_id, k=5)
+    (neighbors are shown with their *current* labels)."""
+    near = ws.neighbors(sample_id, k=5)
     result = ws.result_for(sample_id, analysis_id)
-    annotators = (latest["summary"] or {}).get("annotators") and ws.info().get("annotator_columns")
+    annotators = latest.summary.annotators and ws.info().get("annotator_columns")
     votes = {}
     if annotators:
         meta = ws.sample(sample_id)["meta"]
@@ -258,16 +258,17 @@ def _p(value: Any) -> str:
 
 def explain(item: Any) -> None:
     """Why this row is (or is not) flagged: the model's view, other issue types, the
-    annotators and the nearest labeled neighbours."""
+    annotators and the nearest labeled neighbors."""
     if latest is None or not isinstance(item["predicted_label"], str):
         return
-    info = explanation(str(ws.folder), int(item["sample_id"]), latest["id"], ws.label_version())
+    info = explanation(str(ws.folder), int(item["sample_id"]), latest.id, ws.label_version())
     result = info["result"]
     notes = []
     if item["is_label_issue"]:
         notes.append(
-            f"cleanlab flags the label: the model gives '{plain(item['label'])}' only "
-            f"p {_p(result.get('given_prob'))} and predicts "
+            f"cleanlab flags the label: the model gives "
+            f"'{plain(result.get('analyzed_label', item['label']))}' only "
+            f"p {_p(result.get('analyzed_prob'))} and predicts "
             f"'{plain(item['predicted_label'])}' at p = {item['predicted_prob']:.2f}"
         )
     if item["is_outlier"]:
@@ -410,7 +411,7 @@ def review_card() -> None:
     if msg := st.session_state.pop("rv_toast", None):
         st.toast(msg)
     counts = ws.counts()
-    n_flagged = int((latest["summary"] or {}).get("n_issues", 0)) if latest else 0
+    n_flagged = latest.summary.n_issues if latest is not None else 0
     st.caption(
         f"Reviewed {counts['reviewed']:,} of {counts['n']:,} rows · flagged by cleanlab "
         f"{n_flagged:,} · labels changed {counts['changed']:,} · excluded {counts['excluded']:,}"
@@ -442,7 +443,7 @@ def review_card() -> None:
     table = page[
         [
             "#",
-            "original_label",
+            "given_label",
             "label",
             "predicted_label",
             "predicted_prob",
@@ -459,6 +460,7 @@ def review_card() -> None:
         width="stretch",
         key=f"rv_table_{start}",
         column_config={
+            "given_label": "given label",
             "label": "current label",
             "predicted_prob": st.column_config.NumberColumn("p(predicted)", format="%.2f"),
             "label_quality": st.column_config.NumberColumn("quality", format="%.3f"),

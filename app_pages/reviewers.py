@@ -153,7 +153,7 @@ def card(row: pd.Series, who: str) -> None:
         model = f" · model {plain(predicted)}" if isinstance(predicted, str) else ""
         st.markdown(
             f"**Sample {plain(row['ext_id'])}** · {status} · current {plain(row['label'])} · "
-            f"original {plain(row['original_label'])}{model}"
+            f"given {plain(row['given_label'])}{model}"
         )
         st.text(row["text"])  # plain text: data never renders as markdown or HTML
         if chosen:

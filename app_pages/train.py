@@ -9,35 +9,38 @@ sentence with a finished run's model.
 from __future__ import annotations
 
 import json
-import statistics
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import streamlit as st
 
-from app_pages.figures import METRIC_LABELS, confusion_figure, loss_figure, metrics_row, run_title
+from app_pages.adapt import adapt_section
+from app_pages.figures import METRIC_LABELS, loss_figure, metrics_row, run_title
 from app_pages.plain import plain
+from app_pages.planning import (
+    CPU_TRAIN_ROWS_PER_SECOND,
+    GPU_SPEEDUP,
+    PLAN_FIELDS,
+    plan_seconds,
+    plan_summary,
+)
 from app_pages.progress import active_job, job_progress
+from app_pages.run_charts import run_charts
 from app_pages.training_form import TECHNIQUE_LABELS, TRAIN_CONFIG_KEY, config_form, launch_training
 from app_pages.workspace import open_workspace, require_workspace
-from data.records import RunRecord
 from runtime.device import resolve_device, resolve_precision
-from training.config import TrainingConfig
+from runtime.estimates import duration, measured_speed
 from training.experiments import (
     DEFAULT_FRACTIONS,
     DEFAULT_NOISE_RATES,
     DEFAULT_SEED_COUNT,
     DEFAULT_THRESHOLDS,
-    eval_ids,
 )
+from training.finetune import speed_identity
 from training.reporting import METRICS
 from training.runs import (
     confidence_column,
-    plan,
-    split_ids,
-    validation_split,
-    verified_ids,
 )
 
 MODES = {
@@ -48,16 +51,6 @@ MODES = {
 FRACTION_CHOICES = (0.05, 0.1, 0.25, 0.5, 0.75, 1.0)
 NOISE_CHOICES = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5)
 THRESHOLD_CHOICES = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
-# Rough training throughput (rows/s, batch 32, max length 64) on 2 CPU cores in bf16 when a
-# workspace has no run of its own to go by: full fine-tuning 77/s (README benchmark); LoRA and
-# the head alone scaled by what 300-row demo runs measured side by side on one shared core
-# (full ~30, LoRA 53, head 97 rows/s).
-CPU_TRAIN_ROWS_PER_SECOND = {"full": 75.0, "lora": 120.0, "head": 220.0}
-CPU_PREDICT_ROWS_PER_SECOND = 370.0
-GPU_SPEEDUP = 20.0
-RUN_OVERHEAD_SECONDS = 6.0  # load the model, save it, write the record
-# The settings that change which rows a plan picks (the plan cache's key; ~1 s per miss at 38k).
-PLAN_FIELDS = ("seed", "max_train_samples", "max_eval_samples", "validation_fraction")
 
 
 def pct(x: float) -> str:
@@ -116,63 +109,10 @@ def experiment_options(mode: str, seed: int, has_confidence: bool) -> tuple[dict
     return options, None
 
 
-@st.cache_data(show_spinner=False, max_entries=32)
-def plan_summary(
-    folder: str, label_version: int, experiment: str, config: dict, options: str
-) -> dict[str, Any]:
-    """What launching would run: rows per run and the shared evaluation rows (cached per
-    label version, since the plan reads every row)."""
-    ws = open_workspace(folder)
-    cfg = TrainingConfig.from_dict(config)
-    train, test = split_ids(ws)
-    train, validation, _ = validation_split(ws, train, config=cfg)
-    specs = plan(ws, experiment, config=cfg, train_ids=train, **json.loads(options))
-    return {
-        "train_rows": [len(s.train_ids) for s in specs],
-        "eval_rows": len(eval_ids(test, seed=cfg.seed, cap=cfg.max_eval_samples)),
-        "verified_rows": len(verified_ids(ws, test)),
-        "validation_rows": len(validation),
-    }
-
-
 @st.cache_data(show_spinner=False, max_entries=8)
 def has_confidence_column(folder: str) -> bool:
     """Whether the data has a numeric crowd-confidence column (metadata never changes)."""
     return confidence_column(open_workspace(folder)) is not None
-
-
-def measured_speed(runs: list[RunRecord], technique: str, device: str) -> float | None:
-    """Median training rows/s of this workspace's finished runs with the same technique."""
-    speeds = [
-        r.data.get("train_samples_per_second")
-        for r in runs
-        if r.done
-        and r.data.get("technique") == technique
-        and r.data.get("device") == device
-        and r.data.get("train_samples_per_second")
-    ]
-    return statistics.median(speeds) if speeds else None
-
-
-def estimate_seconds(summary: dict[str, Any], config: TrainingConfig, speed: float, gpu: bool):
-    """A rough duration: training rows x epochs at ``speed``, plus prediction and overhead."""
-    predict = CPU_PREDICT_ROWS_PER_SECOND * (GPU_SPEEDUP if gpu else 1.0)
-    scored = summary["eval_rows"] + summary["verified_rows"] + 16  # + before/after rows
-    total = 0.0
-    for rows in summary["train_rows"]:
-        steps = rows * config.epochs / (config.batch_size * config.gradient_accumulation_steps)
-        evaluations = config.epochs if config.eval_steps is None else steps / config.eval_steps
-        validation = summary["validation_rows"] * max(1.0, evaluations)
-        total += rows * config.epochs / speed + (scored + validation) / predict
-    return total + len(summary["train_rows"]) * RUN_OVERHEAD_SECONDS
-
-
-def duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{max(5, round(seconds / 5) * 5):.0f} s"
-    if seconds < 90 * 60:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 st.title("Train")
@@ -239,14 +179,18 @@ if config is not None and not option_error:
 if summary is not None:
     device = resolve_device(config.device)
     precision = resolve_precision(config.precision, device)
-    measured = measured_speed(all_runs, config.technique, device)
+    measured = measured_speed("train", **speed_identity(config, "train"))
     speed = measured or CPU_TRAIN_ROWS_PER_SECOND[config.technique] * (
         GPU_SPEEDUP if device == "cuda" else 1.0
     )
-    seconds = estimate_seconds(summary, config, speed, device == "cuda")
+    seconds = plan_seconds(summary, config)
     rows = summary["train_rows"]
     size = f"{rows[0]:,}" if min(rows) == max(rows) else f"{min(rows):,}–{max(rows):,}"
-    source = f"your runs here: {speed:.0f} rows/s" if measured else f"about {speed:.0f} rows/s"
+    source = (
+        f"measured on this machine: {speed:.0f} rows/s"
+        if measured
+        else f"about {speed:.0f} rows/s until a run here measures it"
+    )
     n_runs = len(rows)
     st.markdown(
         f"**{n_runs} run{'s' if n_runs > 1 else ''}**, roughly **{duration(seconds)}** on "
@@ -264,7 +208,7 @@ def job_panel() -> None:
     job = active_job(ws, ("train", "experiment"))
     if job is not None:
         run = job_progress(ws, job, key="training")
-        history = (run or {}).get("history") or []
+        history = run.history if run is not None else []
         if history:
             st.plotly_chart(loss_figure(history, height=250), width="stretch", key="live_loss")
         return
@@ -275,15 +219,16 @@ def job_panel() -> None:
         st.rerun()
     last = next(iter(ws.jobs(kind="train")), None)
     last_exp = next(iter(ws.jobs(kind="experiment")), None)
-    if last_exp is not None and (last is None or last_exp["id"] > last["id"]):
+    if last_exp is not None and (last is None or last_exp.id > last.id):
         last = last_exp
-    if last is not None and last["status"] == "failed":
-        st.error(f"The last training job failed: {plain(last['error'])}")
-    elif last is not None and last["status"] == "cancelled":
-        st.info(f"Job {last['id']} was cancelled; runs it finished are kept.")
+    if last is not None and last.status == "failed":
+        st.error(f"The last training job failed: {plain(last.error)}")
+    elif last is not None and last.status == "cancelled":
+        st.info(f"Job {last.id} was cancelled; runs it finished are kept.")
 
 
 job_panel()
+adapt_section(ws)
 
 # --------------------------------------------------------------------------- results
 
@@ -348,28 +293,17 @@ facts = [
     f"{data['train_rows']:,} training rows" if data.get("train_rows") else "",
     f"{data['label_source']} labels" if data.get("label_source") else "",
     f"{data['noise_rate']:.0%} noise" if data.get("noise_rate") else "",
-    f"{data['train_seconds']:.0f} s on {data.get('device')}" if data.get("train_seconds") else "",
+    f"{duration(data['train_seconds'])} on {data.get('device')}"
+    if data.get("train_seconds")
+    else "",
     "stopped early" if data.get("stopped_early") else "",
 ]
 st.caption(" · ".join(f for f in facts if f))
 
-left, right = st.columns(2)
-with left:
-    target = test
-    if n_verified:
-        pick = st.segmented_control(
-            "Confusion matrix on",
-            ["test split", "verified subset"],
-            default="test split",
-            key="cm_subset",
-        )
-        target = verified if pick == "verified subset" else test
-    if target.get("confusion_matrix"):
-        st.plotly_chart(confusion_figure(target), width="stretch", key="cm")
-with right:
-    if run.history:
-        st.markdown("**Loss** (training per logging step, validation per evaluation)")
-        st.plotly_chart(loss_figure(run.history), width="stretch", key="loss")
+run_charts(run, key="cm")  # the confusion matrix and the ROC curves
+if run.history:
+    st.markdown("**Loss** (training per logging step, validation per evaluation)")
+    st.plotly_chart(loss_figure(run.history), width="stretch", key="loss")
 
 examples = run.examples or {}
 if examples.get("rows"):

@@ -7,6 +7,8 @@ from typing import Any
 import streamlit as st
 
 import jobs
+from app_pages.adapt import adapted_choice
+from app_pages.workspace import WS_KEY
 from data.store import Workspace
 
 # What each technique means, in the words the Train page uses.
@@ -97,9 +99,11 @@ def _field_widget(col, prefix: str, name: str, default: Any, values: dict, choic
             help=help_,
         )
     if name == "model":
-        return col.text_input(
+        typed = col.text_input(
             name, value=default, key=key, help=help_, placeholder="packaged all-MiniLM-L6-v2"
         )
+        # An encoder adapted to this workspace's texts, when it has some (app_pages.adapt).
+        return adapted_choice(col, st.session_state.get(WS_KEY), key=f"{key}_adapted") or typed
     if name in choices:
         options = list(choices[name])
         return col.selectbox(name, options, index=options.index(default), key=key, help=help_)

@@ -184,10 +184,10 @@ def watch_job(ws, job_id: int, *, stop_when, poll: float = 0.25, timeout: float 
     peak = 0
     while time.monotonic() - t0 < timeout:
         job = ws.job(job_id)
-        pid = pid or job["pid"]
+        pid = pid or job.pid
         if pid:
             peak = max(peak, status_kib("VmHWM", pid) or 0)
-        progress = job["progress"] or {}
+        progress = job.progress
         elapsed = time.monotonic() - t0
         if progress and seen["first_progress_s"] is None:
             seen["first_progress_s"] = round(elapsed, 2)
@@ -200,10 +200,10 @@ def watch_job(ws, job_id: int, *, stop_when, poll: float = 0.25, timeout: float 
                 seen["first_embedding_rate_s"] = round(elapsed, 2)
                 seen["first_embedding_rate_event"] = progress
             seen["last"] = progress
-        if job["status"] not in ("queued", "running") or stop_when(progress, elapsed):
+        if not job.active or stop_when(progress, elapsed):
             break
         time.sleep(poll)
-    seen.update(status=job["status"], seconds=round(time.monotonic() - t0, 1))
+    seen.update(status=job.status, seconds=round(time.monotonic() - t0, 1))
     seen["peak_gib"] = gib(peak)
     seen["pid"] = pid
     return seen
@@ -218,9 +218,9 @@ def timed_cancel(ws, job_id: int) -> dict:
     job = ws.job(job_id)
     return {
         "cancel_seconds": round(time.monotonic() - t0, 2),
-        "status": job["status"],
-        "killed": bool(job["error"]),
-        "embedded_at_cancel": (job["progress"] or {}).get("done"),
+        "status": job.status,
+        "killed": bool(job.error),
+        "embedded_at_cancel": job.progress.get("done"),
     }
 
 
@@ -340,15 +340,15 @@ def pipeline_child(folder: Path) -> dict:
         aid = analyze_workspace(ws, settings=settings, progress=progress)
         sampler.stage = "saved"
         total = time.perf_counter() - t0
-    summary = ws.latest_analysis()["summary"]
+    summary = ws.latest_analysis().summary
     store_bytes = sum(p.stat().st_size for p in ws.folder.glob("store.sqlite*"))
     return {
         "analysis_id": aid,
         "rows": n,
         "seconds": round(total, 1),
-        "outside_analyze_seconds": round(total - summary["timings"]["total_seconds"], 1),
+        "outside_analyze_seconds": round(total - summary.timings["total_seconds"], 1),
         "store_gb": round(store_bytes / 1e9, 2),
-        "timings": summary["timings"],
+        "timings": summary.timings,
         "peak_gib": gib(status_kib("VmHWM")),
         "peak_gib_by_stage": {k: gib(v) for k, v in sampler.peaks.items()},
         "stages": events,
@@ -516,7 +516,7 @@ def extrapolate(record: dict) -> dict:
         out["embedding_hours_at_measured_rate"] = round(rows / rate / 3600, 2)
     knn = record.get("knn") or {}
     if knn.get("extrapolated_hours") is not None:
-        out["neighbour_graph_hours_at_measured_rate"] = knn["extrapolated_hours"]
+        out["neighbor_graph_hours_at_measured_rate"] = knn["extrapolated_hours"]
     pipeline = (record.get("pipeline") or {}).get("timings") or {}
     rest = sum(
         pipeline.get(k) or 0

@@ -279,7 +279,7 @@ def evaluate(setting, seed, y, flip, probs, seconds) -> list[dict]:
     rows.append({**base, "method": "random", **m, "seconds": 0.0})
     for method, p in probs.items():
         s = score(y, p, NAMES)
-        quality = s["label_score"].to_numpy()
+        quality = s["label_quality"].to_numpy()
         m = detection_metrics(flip, s["is_label_issue"].to_numpy(), quality)
         if neq is not None:
             m["p_at_neq_recall"] = precision_at_recall(
@@ -337,7 +337,7 @@ def run_contested(frame: pd.DataFrame, x: np.ndarray, methods: list[str], args) 
         )
         done[method], done_seconds[method] = probs, secs
         s = score(y, probs, names)
-        qualities[method] = s["label_score"].to_numpy()
+        qualities[method] = s["label_quality"].to_numpy()
         flags[method] = s["is_label_issue"].to_numpy()
         seconds[method] = round(secs, 2)
         whole["methods"][method] = {
@@ -368,7 +368,7 @@ def _contested_pairs(frame, x, pairs, contested, qualities, flags, seconds, args
     for method in [m for m in FAST if m in qualities]:
         probs, _, _ = method_run(method, texts, y, x[idx], prepared, {}, {}, args, "pairs")
         s = score(y, probs, NAMES)
-        two_class[method] = (s["is_label_issue"].to_numpy(), s["label_score"].to_numpy())
+        two_class[method] = (s["is_label_issue"].to_numpy(), s["label_quality"].to_numpy())
     out = {"rows": len(idx), "contested": int(truth.sum()), "base_rate": float(truth.mean())}
     if "logreg" not in two_class:
         return out

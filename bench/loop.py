@@ -106,13 +106,13 @@ def main() -> int:
 
         # 2. First analysis: embeds every row (nothing cached yet).
         aid, t_first = timed(analyze_workspace, ws, settings=settings)
-        timings = ws.latest_analysis()["summary"]["timings"]
+        timings = ws.latest_analysis().summary.timings
         results["first_analysis"] = {
             "rows": n,
             "seconds": round(t_first, 1),
             **timings,
             "embed_sentences_per_second": round(n / timings["embed_seconds"], 1),
-            "flagged": ws.latest_analysis()["summary"].get("n_issues"),
+            "flagged": ws.latest_analysis().summary.n_issues,
         }
         print(
             f"first analysis: {t_first:.1f} s; embedding "

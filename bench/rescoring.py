@@ -45,9 +45,9 @@ ws = Workspace({folder!r})
 t1 = time.perf_counter()
 aid = analyze_workspace(ws, method={method!r})
 t2 = time.perf_counter()
-summary = ws.latest_analysis()["summary"]
+summary = ws.latest_analysis().summary
 print(json.dumps({{"analysis_id": aid, "import_seconds": t1 - t0, "analyze_seconds": t2 - t1,
-    "timings": summary.get("timings"), "n_issues": summary.get("n_issues"),
+    "timings": summary.timings, "n_issues": summary.n_issues,
     "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}}))
 """
 

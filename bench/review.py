@@ -33,6 +33,7 @@ import pandas as pd  # noqa: E402
 from machine import describe  # noqa: E402
 
 from data.readers import prepare_dataset, read_table  # noqa: E402
+from data.records import AnalysisSummary  # noqa: E402
 from data.store import Workspace  # noqa: E402
 
 # The private SQL of the queue, only to time its two statements apart and EXPLAIN the slow ones.
@@ -206,10 +207,10 @@ def fake_analysis(labels: pd.Series, ids: pd.Series, *, seed: int = 0) -> pd.Dat
     return pd.DataFrame(
         {
             "sample_id": ids.to_numpy(),
-            "label_used": given,
+            "analyzed_label": given,
             "predicted_label": predicted,
             "predicted_prob": predicted_prob,
-            "given_prob": np.where(predicted == given, predicted_prob, quality * 0.5),
+            "analyzed_prob": np.where(predicted == given, predicted_prob, quality * 0.5),
             "label_quality": quality,
             "is_label_issue": flagged,
         }
@@ -486,7 +487,7 @@ def run_analysis(results: dict, ws: Workspace) -> None:
             method="bench",
             settings={},
             label_version=ws.label_version(),
-            summary={"n_issues": int(analysis["is_label_issue"].sum())},
+            summary=AnalysisSummary(n_issues=int(analysis["is_label_issue"].sum())),
         )
     results["save_analysis"] = {
         "rows": len(analysis),

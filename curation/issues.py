@@ -1,8 +1,9 @@
 """Label quality and label issues from out-of-sample probabilities, with cleanlab.
 
 :func:`score_labels` gives one row per sample with the columns of cleanlab Datalab's label
-issue table (``is_label_issue``, ``label_score``, ``given_label``, ``predicted_label``) plus
-the two probabilities a reviewer wants to see; :func:`summarize` condenses it for the UI.
+issue table, in this project's words (``is_label_issue``, ``label_quality``, ``analyzed_label``,
+``predicted_label``), plus the two probabilities a reviewer wants to see; :func:`summarize`
+condenses it for the UI.
 """
 
 from __future__ import annotations
@@ -27,11 +28,11 @@ FILTER_BY = (
 METHODS = ("self_confidence", "normalized_margin", "confidence_weighted_entropy")
 COLUMNS = (
     "is_label_issue",
-    "label_score",
-    "given_label",
+    "label_quality",
+    "analyzed_label",
     "predicted_label",
     "predicted_prob",
-    "given_prob",
+    "analyzed_prob",
 )
 _DTYPES = (bool, float, object, object, float, float)
 
@@ -44,12 +45,12 @@ def score_labels(
     filter_by: str = "prune_by_noise_rate",
     method: str = "self_confidence",
 ) -> pd.DataFrame:
-    """Score every given label and flag the likely wrong ones.
+    """Score every label and flag the likely wrong ones.
 
     Parameters
     ----------
     labels
-        ``(n,)`` integer class ids ``0..K-1``: the labels as currently given.
+        ``(n,)`` integer class ids ``0..K-1``: the labels to score (the current ones).
     pred_probs
         ``(n, K)`` out-of-sample probabilities (:func:`curation.probs.out_of_sample_probs`).
     label_names
@@ -63,17 +64,17 @@ def score_labels(
     -------
     pd.DataFrame
         One row per sample, in input order (same index 0..n-1), with columns
-        ``is_label_issue`` (bool), ``label_score`` (float in [0, 1], low = likely wrong),
-        ``given_label`` and ``predicted_label`` (str, the argmax class), ``predicted_prob``
-        and ``given_prob`` (float).
+        ``is_label_issue`` (bool), ``label_quality`` (float in [0, 1], low = likely wrong),
+        ``analyzed_label`` and ``predicted_label`` (str, the argmax class), ``predicted_prob``
+        and ``analyzed_prob`` (float).
 
     Examples
     --------
     >>> p = np.array([[0.9, 0.1]] * 5 + [[0.1, 0.9]] * 5)
     >>> s = score_labels(np.array([0, 0, 0, 0, 1, 1, 1, 1, 1, 1]), p, label_names=["a", "b"])
-    >>> s.loc[s["is_label_issue"], ["given_label", "predicted_label"]]  # row 4 looks like an "a"
-      given_label predicted_label
-    4           b               a
+    >>> s.loc[s["is_label_issue"], ["analyzed_label", "predicted_label"]]  # row 4 is likely an "a"
+      analyzed_label predicted_label
+    4              b               a
     """
     labels, pred_probs = _check_inputs(labels, pred_probs, label_names, filter_by, method)
     return _score(labels, pred_probs, list(label_names), filter_by, method)
@@ -131,11 +132,11 @@ def _score(
     return pd.DataFrame(
         {
             "is_label_issue": is_issue.astype(bool),
-            "label_score": np.clip(scores, 0.0, 1.0),
-            "given_label": name_arr[labels],
+            "label_quality": np.clip(scores, 0.0, 1.0),
+            "analyzed_label": name_arr[labels],
             "predicted_label": name_arr[predicted],
             "predicted_prob": pred_probs[rows, predicted],
-            "given_prob": pred_probs[rows, labels],
+            "analyzed_prob": pred_probs[rows, labels],
         }
     )
 
@@ -147,17 +148,19 @@ def summarize(scores: pd.DataFrame) -> dict[str, Any]:
     -------
     dict
         ``n`` rows, ``n_issues``, ``issue_rate`` (0 for an empty table),
-        ``issues_per_class`` (given label -> issue count, every class present listed, also
+        ``issues_per_class`` (analyzed label -> issue count, every class present listed, also
         with 0), and ``issue_pairs``: a list of ``{"given", "predicted", "count"}`` among
         issues, most frequent first (JSON-friendly).
     """
-    missing = [c for c in ("is_label_issue", "given_label", "predicted_label") if c not in scores]
+    missing = [
+        c for c in ("is_label_issue", "analyzed_label", "predicted_label") if c not in scores
+    ]
     if missing:
         raise ValueError(f"scores lacks column(s) {missing}; pass the output of score_labels.")
     issues = scores[scores["is_label_issue"].astype(bool)]
-    per_class = {str(c): 0 for c in sorted(scores["given_label"].unique())}
-    per_class.update(Counter(issues["given_label"].astype(str)))
-    given, predicted = issues["given_label"].astype(str), issues["predicted_label"].astype(str)
+    per_class = {str(c): 0 for c in sorted(scores["analyzed_label"].unique())}
+    per_class.update(Counter(issues["analyzed_label"].astype(str)))
+    given, predicted = issues["analyzed_label"].astype(str), issues["predicted_label"].astype(str)
     pairs = Counter(zip(given, predicted, strict=True))
     n = len(scores)
     return {

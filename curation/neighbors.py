@@ -447,11 +447,11 @@ def _check_graph(graph: sparse.csr_matrix) -> sparse.csr_matrix:
     n, m = graph.shape
     if n != m or n == 0 or graph.nnz % n or graph.nnz == 0:
         raise ValueError(
-            f"graph must be square with the same number of neighbours in every row; got shape "
+            f"graph must be square with the same number of neighbors in every row; got shape "
             f"{graph.shape} with {graph.nnz} entries. Rebuild it with knn_graph()."
         )
     if not np.array_equal(np.diff(graph.indptr), np.full(n, graph.nnz // n)):
-        raise ValueError("graph rows hold different numbers of neighbours; rebuild it.")
+        raise ValueError("graph rows hold different numbers of neighbors; rebuild it.")
     return graph
 
 

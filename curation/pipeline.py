@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -18,6 +18,7 @@ import pandas as pd
 
 from curation.issues import score_labels, summarize
 from data.prepare import annotator_labels, lonely_labels
+from data.records import AnalysisSummary
 from runtime.encoder import EmbeddingCache, EncoderSettings, embed_texts
 from runtime.progress import Cancelled, Progress, RateMeter, poller, stoppable
 
@@ -36,15 +37,16 @@ HALF_PRECISION_ROWS = 250_000
 class AnalysisResult:
     """Everything one analysis produced.
 
-    ``rows`` is in input order with the columns ``is_label_issue``, ``label_score``,
-    ``given_label``, ``predicted_label``, ``predicted_prob``, ``given_prob``, ``is_outlier``,
+    ``rows`` is in input order with the columns ``is_label_issue``, ``label_quality``,
+    ``analyzed_label``, ``predicted_label``, ``predicted_prob``, ``analyzed_prob``, ``is_outlier``,
     ``outlier_score``, ``dup_group``, ``dup_conflict`` and, with annotators,
     ``consensus_label`` and ``consensus_quality``. ``summary`` holds the counts, the dataset's
-    health (per-class noise), annotator qualities, the method's settings and the timings.
+    health (per-class noise), annotator qualities, the method's settings and the timings
+    (:class:`data.records.AnalysisSummary`; ``encoder`` is left for the caller to fill in).
     """
 
     rows: pd.DataFrame
-    summary: dict[str, Any]
+    summary: AnalysisSummary
     knn: tuple[np.ndarray, np.ndarray] | None = None
     probs: np.ndarray | None = field(default=None, repr=False)
 
@@ -158,15 +160,15 @@ def analyze(
 
     t = time.perf_counter()
     if callable(knn):
-        tick({"stage": "neighbours"})  # reading a stored graph takes seconds at 1M rows
+        tick({"stage": "neighbors"})  # reading a stored graph takes seconds at 1M rows
         knn = knn()
     if knn is None:
-        tick({"stage": "neighbours"})
-        knn = nearest_neighbours(
+        tick({"stage": "neighbors"})
+        knn = nearest_neighbors(
             features,
             k=min(KNN_K, len(texts) - 1),
             progress=lambda done, total: tick(
-                {"stage": "neighbours", "done": done, "total": total, "unit": "blocks"}
+                {"stage": "neighbors", "done": done, "total": total, "unit": "blocks"}
             ),
         )
         if on_knn is not None:
@@ -210,13 +212,12 @@ def analyze(
     health = stoppable(lambda: _health(y, probs, label_names), guard)
     timings["issues_seconds"] = _since(t)
 
-    summary: dict[str, Any] = {
-        **summarize(scores),
-        **data_summary,
-        "health": health,
-        "method": method,
-        "method_info": method_info,
-    }
+    summary = AnalysisSummary(
+        **{**summarize(scores), **data_summary},
+        health=health,
+        method=method,
+        method_info=method_info,
+    )
     if annotators is not None and annotators.shape[1]:
         tick({"stage": "consensus"})
         t = time.perf_counter()
@@ -225,11 +226,11 @@ def analyze(
         )
         rows["consensus_label"] = per_row["consensus_label"].to_numpy()
         rows["consensus_quality"] = per_row["consensus_quality"].to_numpy()
-        summary["annotators"] = per_annotator.to_dict("records")
-        summary["consensus_differs"] = int((rows["consensus_label"] != rows["given_label"]).sum())
+        summary.annotators = per_annotator.to_dict("records")
+        summary.consensus_differs = int((rows["consensus_label"] != rows["analyzed_label"]).sum())
         timings["consensus_seconds"] = _since(t)
     timings["total_seconds"] = _since(t0)
-    summary["timings"] = timings
+    summary.timings = timings
     return AnalysisResult(rows=rows, summary=summary, knn=knn, probs=probs)
 
 
@@ -287,7 +288,7 @@ def _since(t: float) -> float:
     return round(time.perf_counter() - t, 3)
 
 
-def nearest_neighbours(
+def nearest_neighbors(
     features: np.ndarray,
     *,
     k: int = KNN_K,
@@ -423,24 +424,9 @@ def analyze_workspace(
         on_knn=lambda indices, distances: ws.put_knn(model_key, indices, distances),
     )
     del rows["text"], rows["label"]
-    scores = result.rows
-    results = pd.DataFrame(
-        {
-            "sample_id": rows["id"],
-            "label_used": scores["given_label"].to_numpy(),
-            "predicted_label": scores["predicted_label"].to_numpy(),
-            "predicted_prob": scores["predicted_prob"].to_numpy(),
-            "given_prob": scores["given_prob"].to_numpy(),
-            "label_quality": scores["label_score"].to_numpy(),
-            "is_label_issue": scores["is_label_issue"].to_numpy(),
-        }
-    )
-    for column in ("is_outlier", "outlier_score", "dup_group", "dup_conflict"):
-        results[column] = scores[column].to_numpy()
-    for column in ("consensus_label", "consensus_quality"):
-        if column in scores:
-            results[column] = scores[column].to_numpy()
-    summary = {**result.summary, "encoder": settings.describe()}
+    # The analysis's columns are the store's: written as they are, with the rows' ids.
+    results = result.rows.assign(sample_id=rows["id"])
+    summary = replace(result.summary, encoder=settings.describe())
     return ws.save_analysis(
         results,
         method=method,

@@ -14,6 +14,7 @@ Parsing is not done here: :func:`locate_invalid_bytes` takes the parser as an ar
 from __future__ import annotations
 
 import codecs
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -22,7 +23,7 @@ import pandas as pd
 
 from data.table import DataError, rows, verb
 
-__all__ = ["FALLBACK_ERRORS", "Decoded", "decode", "locate_invalid_bytes"]
+__all__ = ["FALLBACK_ERRORS", "Decoded", "decode", "is_rows_note", "locate_invalid_bytes"]
 
 # Starts of common binary files, with what to tell a user who gave one as a text table.
 _BINARY_SIGNATURES = (
@@ -35,9 +36,25 @@ _BINARY_SIGNATURES = (
     (b"SQLite format 3\x00", "SQLite database", "export the table as CSV"),
     (b"ARROW1", "Arrow IPC", "convert it to Parquet"),
 )
+# How locate_invalid_bytes' notes about located rows begin ("4,934 rows contain bytes that are
+# not valid UTF-8; ...", "3 of 10 rows contain ..."): see is_rows_note.
+_ROWS_NOTE = re.compile(r"^[\d,]+ (?:of [\d,]+ )?rows? contains? bytes that are not valid UTF-8")
 # C0 control bytes that never occur in text tables (tab, LF, VT, FF, CR and ESC are allowed).
 _CONTROL_BYTES = bytes([*range(0, 9), 14, 15, *range(16, 27), *range(28, 32), 127])
 _MIN_BYTES_TO_GUESS = 32  # fewer non-ASCII bytes than this: too little to guess an encoding
+
+
+def is_rows_note(note: str) -> bool:
+    """Whether an import warning is the note that rows held bytes that were not valid UTF-8
+    (and were located: those rows are marked ``encoding_fixed``), rather than another warning
+    (about the header, or rows that could not be located).
+
+    >>> is_rows_note("4,934 rows contain bytes that are not valid UTF-8; those bytes were ...")
+    True
+    >>> is_rows_note("The header contains bytes that are not valid UTF-8; ...")
+    False
+    """
+    return bool(_ROWS_NOTE.match(note))
 
 
 def _fallback_char(byte: int) -> str:

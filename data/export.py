@@ -58,19 +58,26 @@ def curated_frame(
 ) -> pd.DataFrame:
     """The curated dataset in import order, with provenance (and metadata) columns.
 
-    ``label`` is the current (curated) label, ``original_label`` the imported one; the
+    ``label`` is the current (curated) label, ``given_label`` the imported one; the
     quality columns come from the latest analysis (empty before any analysis). ``split``
     (e.g. ``"train"``) keeps only that split's rows; ``None`` keeps all.
+
+    ``text`` is the current text. Once any text of the workspace was repaired (Text repair),
+    ``given_text`` follows it, on every row and in every split's export: the text exactly as
+    imported. A workspace without repairs exports as before (no ``given_text`` column).
     """
-    rows = _select_split(ws.samples(with_meta=include_metadata), split)
+    rows = ws.samples(with_meta=include_metadata)
+    repaired = bool((rows["text"] != rows["given_text"]).any())
+    rows = _select_split(rows, split)
     results = ws.analysis_results()
     out = pd.DataFrame(
         {
             "id": rows["ext_id"],
             "text": rows["text"],
+            **({"given_text": rows["given_text"]} if repaired else {}),
             "label": rows["label"],
-            "original_label": rows["original_label"],
-            "changed": rows["label"] != rows["original_label"],
+            "given_label": rows["given_label"],
+            "changed": rows["label"] != rows["given_label"],
             "excluded": rows["excluded"],
             "reviewer": rows["reviewer"],
             "reviewed_at": rows["reviewed_at"],

@@ -100,6 +100,23 @@ def _training(experiment: str | None) -> RunFunction:
     return run
 
 
+def _adapt(ws, params, job_id, progress, should_stop) -> dict[str, Any]:
+    from training.adapt import AdaptConfig, adapt_workspace
+
+    result = adapt_workspace(
+        ws,
+        AdaptConfig.from_dict(params.get("config", {})),
+        model=params.get("model", ""),
+        output_dir=params.get("output") or None,
+        progress=progress,
+        should_stop=should_stop,
+    )
+    return {k: v for k, v in result.summary().items() if k != "history"}
+
+
 register(JobKind("analyze", "Analysis", trains=False, run=_analyze))
 register(JobKind("train", "Training", trains=True, run=_training("single")))
 register(JobKind("experiment", "Experiment", trains=True, run=_training(None)))
+# Masked-LM training of the encoder on the texts: single-process on purpose (one GPU at most;
+# trains=False keeps jobs.runner from launching it once per GPU).
+register(JobKind("adapt", "Encoder adaptation", trains=False, run=_adapt))

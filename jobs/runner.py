@@ -117,17 +117,17 @@ def cancel(ws: Workspace, job_id: int, *, grace_seconds: float = 10.0) -> None:
     """
     ws.request_cancel(job_id)
     job = ws.job(job_id)
-    if job["status"] == "queued" and not _alive(job["pid"]):
+    if job.status == "queued" and not _alive(job.pid):
         ws.update_job(job_id, status="cancelled")
         return
     deadline = time.monotonic() + grace_seconds
     while time.monotonic() < deadline:
-        if ws.job(job_id)["status"] not in ("queued", "running") or not _alive(job["pid"]):
+        if not ws.job(job_id).active or not _alive(job.pid):
             break
         time.sleep(0.1)
     job = ws.job(job_id)
-    if job["status"] in ("queued", "running"):
-        _stop_group(job["pid"])
+    if job.active:
+        _stop_group(job.pid)
         ws.update_job(job_id, status="cancelled", error="killed after the cancel grace period")
         _close_runs(ws, job_id, "cancelled")
 
@@ -163,16 +163,16 @@ def _stop_group(pid: int | None, *, term_seconds: float = 5.0) -> None:
 def reap(ws: Workspace) -> None:
     """Mark jobs whose process died without a word (killed, machine restarted) as failed."""
     for job in ws.jobs(active=True):
-        if job["pid"] is not None and not _alive(job["pid"]):
+        if job.pid is not None and not _alive(job.pid):
             # Re-read: the child may have finished between the two reads.
-            if ws.job(job["id"])["status"] in ("queued", "running"):
+            if ws.job(job.id).active:
                 ws.update_job(
-                    job["id"],
+                    job.id,
                     status="failed",
                     error="The job's process ended without reporting (killed or crashed); "
                     f"see {ws.folder / 'jobs'} for its log.",
                 )
-                _close_runs(ws, job["id"], "failed")
+                _close_runs(ws, job.id, "failed")
 
 
 def _alive(pid: int | None) -> bool:
@@ -221,7 +221,7 @@ def run_job(ws: Workspace, job_id: int) -> None:
             ws.update_job(job_id, progress=info)
 
     try:
-        result = job_kind(job["kind"]).run(ws, job["params"], job_id, progress, should_stop)
+        result = job_kind(job.kind).run(ws, job.params, job_id, progress, should_stop)
     except Exception as exc:  # noqa: BLE001 - every failure is reported to the user
         if isinstance(exc, Cancelled):
             if main:

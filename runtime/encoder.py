@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from runtime.device import DEVICES, PRECISIONS, autocast_dtype, resolve_device, resolve_precision
+from runtime.estimates import estimate_seconds, record_speed, speed
 from runtime.models import load_error_message, resolve_model
 from runtime.progress import Cancelled, stoppable
 from runtime.validation import check_texts
@@ -38,6 +40,10 @@ CACHE_CHUNK = 1024
 # padding; memory per chunk is a few tens of MB however many rows there are.
 EMBED_CHUNK = 16_384
 _PACKAGED_MODEL = "all-MiniLM-L6-v2"
+# Texts per second assumed before this machine has measured its own embedding speed (see
+# embed_rate), by device and precision; figures from bench/results/ (loop-*, big_import-*),
+# rounded; the GPU figure is a conservative guess, not a measurement.
+EMBED_TEXTS_PER_SECOND = {"cpu-bf16": 370.0, "cpu-fp32": 130.0, "cuda": 3000.0}
 
 
 class EmbeddingCache(Protocol):
@@ -205,6 +211,39 @@ def _cached_encoder(model: str, device: str) -> tuple[Any, Any]:
     return load_encoder(EncoderSettings(model=model, device=device))
 
 
+def speed_identity(settings: EncoderSettings) -> dict[str, str]:
+    """``model``, ``device`` and ``precision`` under which embedding speeds of ``settings`` are
+    recorded and looked up (:mod:`runtime.estimates`): the cache key (model identity and max
+    length) and the resolved device and precision."""
+    device = resolve_device(settings.device)
+    return {
+        "model": settings.key(),
+        "device": device,
+        "precision": resolve_precision(settings.precision, device),
+    }
+
+
+def default_embed_rate(device: str, precision: str) -> float:
+    """Texts per second assumed on ``device`` in ``precision`` without a measurement."""
+    if device != "cpu":
+        return EMBED_TEXTS_PER_SECOND["cuda"]
+    return EMBED_TEXTS_PER_SECOND["cpu-bf16" if precision == "bf16" else "cpu-fp32"]
+
+
+def embed_rate(settings: EncoderSettings = EncoderSettings()) -> float:
+    """Texts per second :func:`embed_texts` runs at here with ``settings``: as measured on this
+    machine by earlier runs, else :func:`default_embed_rate`."""
+    who = speed_identity(settings)
+    return speed("embed", **who, default=default_embed_rate(who["device"], who["precision"]))
+
+
+def embed_seconds(n_texts: int, settings: EncoderSettings = EncoderSettings()) -> float:
+    """Seconds embedding ``n_texts`` new texts should take here with ``settings``."""
+    who = speed_identity(settings)
+    default = default_embed_rate(who["device"], who["precision"])
+    return estimate_seconds("embed", n_texts, **who, default_rate=default)
+
+
 def embed_texts(
     texts: Sequence[str],
     *,
@@ -279,6 +318,7 @@ def embed_texts(
     if not texts:
         return np.zeros((0, encoder[1].config.hidden_size), dtype=dtype)
     done = 0
+    encoded, encode_seconds = 0, 0.0  # texts encoded (not found in the cache) and their time
     for start in range(0, len(distinct), chunk_size):
         rows = distinct[start : start + chunk_size]
         hashes = [d.hex() for d in digests[rows].tolist()]
@@ -304,6 +344,7 @@ def embed_texts(
         if out is None:
             out = np.empty((len(texts), encoder[1].config.hidden_size), dtype=dtype)
         chunk_rows = rows[missing]
+        started = time.perf_counter()
         vectors = _encode(
             [texts[i] for i in chunk_rows.tolist()],
             [hashes[j] for j in missing],
@@ -313,8 +354,21 @@ def embed_texts(
             progress=_offset(progress, done, len(distinct)),
             should_stop=should_stop,
         )
+        encode_seconds += time.perf_counter() - started
+        encoded += len(missing)
         out[chunk_rows] = vectors
         done += len(missing)
+    if encoded:
+        # This machine's embedding speed, for the next estimate (tiny runs are not recorded).
+        model_device = next(encoder[1].parameters()).device.type
+        record_speed(
+            "embed",
+            encoded,
+            encode_seconds,
+            model=settings.key(),
+            device=model_device,
+            precision=resolve_precision(settings.precision, model_device),
+        )
     # Duplicates copy their first occurrence's vector.
     firsts = first[inverse]
     dup = np.flatnonzero(firsts != np.arange(len(texts)))

@@ -7,6 +7,7 @@
 * :func:`stoppable` runs a library call that cannot be interrupted (a vectorizer fit, cleanlab's
   checks) so that a cancel still takes effect within a fraction of a second.
 * :func:`poller` limits how often a ``should_stop`` that reads the store is asked.
+* :func:`duration` (from :mod:`runtime.estimates`) is how seconds are printed everywhere.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import Any, TypeVar
+
+from runtime.estimates import duration  # the one duration format (re-exported here)
 
 T = TypeVar("T")
 # What every long function takes as ``progress``: it gets {"stage", "done", "total", ...} events.
@@ -148,7 +151,7 @@ def describe(info: dict[str, Any] | None) -> str:
     --------
     >>> describe({"done": 4096, "total": 1360000, "unit": "texts", "rate": 371.6,
     ...           "eta_seconds": 3649.0})
-    '4,096 / 1,360,000 texts · 372 texts/s · about 61 min left'
+    '4,096 / 1,360,000 texts · 372 texts/s · about 1 h 1 min left'
     >>> describe({"stage": "cleanlab"})
     ''
     """
@@ -163,14 +166,3 @@ def describe(info: dict[str, Any] | None) -> str:
     if info.get("eta_seconds") is not None:
         parts.append(f"about {duration(info['eta_seconds'])} left")
     return " · ".join(parts)
-
-
-def duration(seconds: float) -> str:
-    """``"4.2 s"``, ``"42 s"``, ``"12 min"`` or ``"1.5 h"``."""
-    if seconds < 10:
-        return f"{seconds:.1f} s"
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"

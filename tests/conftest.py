@@ -11,11 +11,20 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from data.records import AnalysisSummary
 from data.store import Workspace
 from training.config import TrainingConfig
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(autouse=True)
+def _speeds_in_tmp(tmp_path, monkeypatch):
+    """Speeds measured while a test embeds or trains (runtime.estimates) go to its tmp folder:
+    never to the real workspaces home, and never into another test's estimates."""
+    monkeypatch.setenv("SECOND_LOOK_SPEEDS", str(tmp_path / ".speeds.json"))
+
 
 POSITIVE = [
     "I love this phone, the battery lasts forever",
@@ -172,7 +181,7 @@ def scramble_derived_state(ws) -> None:
 
     with sqlite3.connect(ws.db_path) as conn:
         conn.execute(
-            "UPDATE samples SET label = original_label, excluded = 1 - excluded,"
+            "UPDATE samples SET label = given_label, excluded = 1 - excluded,"
             " reviewed = 1 - reviewed, reviewer = 'nobody', reviewed_at = NULL,"
             " n_reviewers = 7, conflict = 1 - conflict"
         )
@@ -195,13 +204,13 @@ def add_analysis(ws: Workspace) -> int:
         pd.DataFrame(
             {
                 "sample_id": rows["id"],
-                "label_used": rows["label"],
+                "analyzed_label": rows["label"],
                 "predicted_label": [
                     flipped[lab] if q < 0.2 else lab
                     for lab, q in zip(rows["label"], quality, strict=True)
                 ],
                 "predicted_prob": 0.9,
-                "given_prob": quality,
+                "analyzed_prob": quality,
                 "label_quality": quality,
                 "is_label_issue": quality < 0.2,
             }
@@ -209,7 +218,7 @@ def add_analysis(ws: Workspace) -> int:
         method="test",
         settings={},
         label_version=ws.label_version(),
-        summary={"n_issues": int((quality < 0.2).sum()), "timings": {}},
+        summary=AnalysisSummary(n_issues=int((quality < 0.2).sum())),
     )
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from data.records import run_metrics
+from data.records import AnalysisSummary, run_metrics
 from data.store import Workspace
 from tests.conftest import NEGATIVE, POSITIVE, make_prepared
 
@@ -80,10 +80,10 @@ def add_analysis(ws: Workspace) -> None:
         pd.DataFrame(
             {
                 "sample_id": rows["id"],
-                "label_used": rows["label"],
+                "analyzed_label": rows["label"],
                 "predicted_label": [LABELS[(g + 1) % k] for g in given],
                 "predicted_prob": 0.9,
-                "given_prob": quality,
+                "analyzed_prob": quality,
                 "label_quality": quality,
                 "is_label_issue": quality < 0.5,
                 "is_outlier": np.arange(n) % 5 == 0,
@@ -97,19 +97,18 @@ def add_analysis(ws: Workspace) -> None:
         method="test",
         settings={"model_key": "fake"},
         label_version=ws.label_version(),
-        summary={
-            "n_issues": int((quality < 0.5).sum()),
-            "timings": {},
-            "method": f"method {BOLD}",
-            "encoder": ENCODER,
-            "health": {
+        summary=AnalysisSummary(
+            n_issues=int((quality < 0.5).sum()),
+            method=f"method {BOLD}",
+            encoder=ENCODER,
+            health={
                 "num_label_issues": 5,
                 "per_class": [{"label": lab, "given": 6, "label_issues": 1} for lab in LABELS],
                 "noise_matrix": {"index": LABELS, "columns": LABELS, "data": np.eye(k).tolist()},
             },
-            "annotators": [{"annotator": a, "quality": 0.5} for a in ANNOTATORS],
-            "consensus_differs": 3,
-        },
+            annotators=[{"annotator": a, "quality": 0.5} for a in ANNOTATORS],
+            consensus_differs=3,
+        ),
     )
     near = (np.arange(n)[:, None] + np.arange(6)[None, :]) % n  # itself, then the next five
     ws.put_knn("fake", near.astype(np.int64), np.full(near.shape, 0.1, dtype=np.float32))
@@ -119,7 +118,7 @@ def add_reviews(ws: Workspace) -> None:
     """Two hostile reviewers: they disagree on the worst sample and agree on a few others."""
     worst = int(ws.review_queue(flagged=True, limit=1)[0].iloc[0]["sample_id"])
     for sid in [worst, *range(1, 6)]:
-        label = ws.sample(sid)["original_label"]
+        label = ws.sample(sid)["given_label"]
         ws.relabel(sid, LABELS[0] if sid == worst else label, reviewer=REVIEWERS[0])
         ws.relabel(sid, LABELS[1] if sid == worst else label, reviewer=REVIEWERS[1])
 

@@ -27,8 +27,11 @@ def test_data_page_opens_the_demo_in_one_click(home, launched):
     assert ws.counts()["n"] == 38158
     assert ws.label_names == ["negative", "neutral", "positive"]
     assert launched and launched[0][0] == "analyze"
-    # The non-UTF-8 bytes of the corpus are reported, with the count of affected rows.
-    assert any("4,934" in w.value for w in at.warning)
+    # The non-UTF-8 bytes of the corpus are reported, with the count of affected rows: an info
+    # line pointing to the text repair proposals, not a warning.
+    assert any("4,934" in i.value and "Text repair" in i.value for i in at.info)
+    assert not any("UTF" in w.value for w in at.warning)
+    assert ws.counts()["encoding_fixed"] == 4934  # the import still records which rows
     assert any("Rows" == m.label for m in at.metric)
 
 
@@ -98,6 +101,8 @@ def test_review_relabel_and_undo_through_the_card(analysed):
     at.sidebar.text_input(key="reviewer").input("ana").run()
     first = analysed.review_queue(flagged=True, limit=1)[0].iloc[0]
     assert first["label_quality"] == pytest.approx(0.01)
+    shown = {m.label: m.value for m in at.metric}  # the card's words are the store's
+    assert shown["Given label"] == first["given_label"] and shown["Current label"] == first["label"]
     at.button(key="rv_accept").click().run()
     assert not at.exception, at.exception
     state = analysed.sample(int(first["sample_id"]))
@@ -197,7 +202,7 @@ def test_export_page_download_is_the_curated_dataset(analysed, downloads):
     rows = analysed.samples()
     assert back["id"].tolist() == rows["ext_id"].tolist()
     assert back["text"].tolist() == rows["text"].tolist()
-    assert back.loc[0, "label"] == "negative" and back.loc[0, "original_label"] != "negative"
+    assert back.loc[0, "label"] == "negative" and back.loc[0, "given_label"] != "negative"
     assert back.loc[1, "excluded"] == "True" and back["excluded"].tolist().count("True") == 1
     # The spreadsheet variant is chosen explicitly and says that it changes cells.
     at.radio(key="export_format").set_value("csv-spreadsheet").run()

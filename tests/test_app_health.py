@@ -41,7 +41,7 @@ def test_health_page_shows_noise_duplicates_and_annotators(real, launched):
     assert annot.sort_values("quality")["annotator"].iloc[0] == "c"
 
 
-def test_review_card_explains_a_row_with_its_neighbours(real, launched):
+def test_review_card_explains_a_row_with_its_neighbors(real, launched):
     at = app("app_pages/review.py")
     at.selectbox(key="rv_issue").select("conflicting duplicates").run()
     assert not at.exception, at.exception

@@ -28,7 +28,7 @@ def ws(tmp_path, monkeypatch, sentiment_prepared):
 def two_reviewers(ws: Workspace) -> None:
     """ana and bo label samples 0-5: they agree on 1-5 and disagree on sample 0."""
     for sid in range(6):
-        label = ws.sample(sid)["original_label"]
+        label = ws.sample(sid)["given_label"]
         ws.relabel(sid, "negative" if sid == 0 else label, reviewer="ana", action="confirm")
         ws.relabel(sid, label, reviewer="bo", action="confirm")
 

@@ -219,7 +219,7 @@ def test_run_history_compares_two_runs(ws):
     job = finished_job(ws, "train")
     first = add_run(ws, job, accuracy=0.5, verified=None, technique="head", learning_rate=2e-3)
     second = add_run(ws, job, accuracy=0.75, verified=None, technique="lora")
-    at = app("app_pages/runs.py")
+    at = app("app_pages/history.py")
     assert not at.exception, at.exception
     assert at.multiselect(key="compare_runs").value == [first, second]
     metrics = frame_with(at, "metric")

@@ -84,7 +84,7 @@ def test_rate_meter_measures_per_stage_over_a_sliding_window():
     assert (event["rate"], event["eta_seconds"]) == (20.0, 35.0)
     # A slow stretch is forgotten once out of the window: (900 - 300) / 80 s.
     assert meter({"stage": "embedding", "done": 900, "total": 1000})["rate"] == 7.5
-    assert "rate" not in meter({"stage": "neighbours", "done": 2, "total": 5})  # a new stage
+    assert "rate" not in meter({"stage": "neighbors", "done": 2, "total": 5})  # a new stage
 
 
 def test_a_cancel_while_embedding_stops_within_a_batch_and_keeps_its_vectors(
@@ -155,7 +155,7 @@ def test_stoppable_abandons_a_call_that_cannot_poll():
         stoppable(lambda: 1 / 0, lambda: False)
 
 
-def test_the_neighbour_search_stops_from_its_progress_and_reads_float16_by_block(monkeypatch):
+def test_the_neighbor_search_stops_from_its_progress_and_reads_float16_by_block(monkeypatch):
     from curation import neighbors
 
     products = []
@@ -231,7 +231,7 @@ def test_import_asks_before_starting_an_analysis_estimated_over_an_hour(
     )
     at = app()
     at.text_input(key="import_path").input("big.csv").run()
-    assert any("about 2.0 h" in w.value for w in at.warning)
+    assert any("about 2 h" in w.value for w in at.warning)
     assert at.checkbox(key="analyze_long_ok").value is False
     at.button(key="do_import").click().run()
     assert not at.exception, at.exception

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from data.records import AnalysisSummary
 from data.store import Workspace
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -101,13 +102,13 @@ def add_flagged_analysis(ws: Workspace) -> None:
         pd.DataFrame(
             {
                 "sample_id": rows["id"],
-                "label_used": rows["label"],
+                "analyzed_label": rows["label"],
                 "predicted_label": [
                     flipped[lab] if flag else lab
                     for lab, flag in zip(rows["label"], flagged, strict=True)
                 ],
                 "predicted_prob": predicted_prob,
-                "given_prob": np.where(flagged, 1 - predicted_prob, predicted_prob),
+                "analyzed_prob": np.where(flagged, 1 - predicted_prob, predicted_prob),
                 "label_quality": quality,
                 "is_label_issue": flagged,
             }
@@ -115,7 +116,7 @@ def add_flagged_analysis(ws: Workspace) -> None:
         method="test",
         settings={},
         label_version=ws.label_version(),
-        summary={"n_issues": int(flagged.sum()), "timings": {}},
+        summary=AnalysisSummary(n_issues=int(flagged.sum())),
     )
 
 
@@ -226,6 +227,9 @@ def page():
         try:
             context = browser.new_context(viewport={"width": 1400, "height": 1000})
             context.set_default_timeout(UI_TIMEOUT_MS)
+            # expect() keeps its own 5 s default apart from the context's; a loaded 2-core
+            # machine takes longer than that to draw the review card.
+            sync_api.expect.set_options(timeout=UI_TIMEOUT_MS)
             yield context.new_page()
         finally:
             browser.close()

@@ -50,7 +50,7 @@ def test_analyze_writes_rows_in_input_order(tmp_path):
     assert "analyze" in proc.stderr  # progress goes to stderr
     scores = pd.read_csv(out, encoding="utf-8-sig")
     assert scores["text"].tolist() == data["review"].tolist()
-    for col in ("given_label", "predicted_label", "label_quality", "is_label_issue"):
+    for col in ("analyzed_label", "predicted_label", "label_quality", "is_label_issue"):
         assert col in scores.columns
     # The curation tests check ranking quality on a larger fixture; here, on 24 rows, the
     # single worst-scored row is one of the two the test flipped.
@@ -271,7 +271,7 @@ def test_import_analyze_review_export_runs_headless(tmp_path):
     assert proc.returncode == 0, proc.stderr
     back = pd.read_csv(out, dtype=str, keep_default_na=False)
     assert back["id"].tolist() == ids and back["text"].tolist() == texts
-    assert back.loc[2, "label"] == "pos" and back.loc[2, "original_label"] == "neg"
+    assert back.loc[2, "label"] == "pos" and back.loc[2, "given_label"] == "neg"
     assert back.loc[3, "excluded"] == "True" and back.loc[3, "label"] == "pos"
     assert set(back["note"]) == {"@keep"}  # no formula prefix in the exact CSV
 

@@ -47,7 +47,7 @@ CHILD = textwrap.dedent(
             # As the review page does: show the sample, then save the reviewer's choice. The
             # label shown must be the one this session set last (no other session touched it).
             row = ws.sample(sid)
-            if row["label"] != last.get(sid, row["original_label"]):
+            if row["label"] != last.get(sid, row["given_label"]):
                 sys.exit(f"sample {sid} shows {row['label']!r}, not {last.get(sid)!r}")
             new = names[(sid + r + 1) % len(names)]
             ws.relabel(sid, new, reviewer=f"reviewer-{k}")

@@ -200,8 +200,8 @@ def test_planted_flips_score_lowest_and_are_flagged(data):
     scores = score_labels(data["noisy"], p, label_names=NAMES)
     is_flipped = np.zeros(90, dtype=bool)
     is_flipped[data["flipped"]] = True
-    assert _auroc(-scores["label_score"].to_numpy(), is_flipped) > 0.9
-    bottom = np.argsort(scores["label_score"].to_numpy(), kind="stable")[:9]
+    assert _auroc(-scores["label_quality"].to_numpy(), is_flipped) > 0.9
+    bottom = np.argsort(scores["label_quality"].to_numpy(), kind="stable")[:9]
     assert np.isin(bottom, data["flipped"]).sum() >= 6
     flagged = scores["is_label_issue"].to_numpy()
     assert flagged[is_flipped].mean() >= 0.6 and flagged[~is_flipped].mean() <= 0.1
@@ -215,12 +215,12 @@ def test_score_columns_follow_the_cleanlab_contract(data):
     p = out_of_sample_probs(data["x"], data["noisy"])
     s = score_labels(data["noisy"], p, label_names=NAMES, method="normalized_margin")
     assert list(s.columns) == [
-        "is_label_issue", "label_score", "given_label", "predicted_label", "predicted_prob",
-        "given_prob",
+        "is_label_issue", "label_quality", "analyzed_label", "predicted_label", "predicted_prob",
+        "analyzed_prob",
     ]  # fmt: skip
-    assert s["is_label_issue"].dtype == bool and s["label_score"].between(0, 1).all()
-    assert (s["given_label"] == np.array(NAMES)[data["noisy"]]).all()
-    np.testing.assert_allclose(s["given_prob"], p[np.arange(90), data["noisy"]])
+    assert s["is_label_issue"].dtype == bool and s["label_quality"].between(0, 1).all()
+    assert (s["analyzed_label"] == np.array(NAMES)[data["noisy"]]).all()
+    np.testing.assert_allclose(s["analyzed_prob"], p[np.arange(90), data["noisy"]])
     np.testing.assert_allclose(s["predicted_prob"], p.max(1))
 
 

@@ -30,7 +30,7 @@ def test_provenance_columns_and_changes(workspace):
         "id",
         "text",
         "label",
-        "original_label",
+        "given_label",
         "changed",
         "excluded",
         "reviewer",
@@ -40,7 +40,7 @@ def test_provenance_columns_and_changes(workspace):
         "predicted_label",
     ]:
         assert col in frame.columns
-    assert frame.loc[0, "label"] == "negative" and frame.loc[0, "original_label"] == "positive"
+    assert frame.loc[0, "label"] == "negative" and frame.loc[0, "given_label"] == "positive"
     assert frame.loc[0, "changed"] and frame.loc[0, "reviewer"] == "ana"
     assert frame.loc[1, "excluded"] and not frame.loc[1, "changed"]
     assert frame["changed"].sum() == 1

@@ -15,19 +15,19 @@ def wait(ws, job_id, *, timeout=240):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         job = ws.job(job_id)
-        if job["status"] not in ("queued", "running"):
+        if not job.active:
             return job
         time.sleep(0.3)
-    raise AssertionError(f"job {job_id} still {job['status']} after {timeout}s: {job}")
+    raise AssertionError(f"job {job_id} still {job.status} after {timeout}s: {job}")
 
 
 def test_analysis_job_scores_every_row(workspace):
     job_id = jobs.launch(workspace, "analyze", {"n_folds": 3, "seed": 0})
     job = wait(workspace, job_id)
-    assert job["status"] == "done", job["error"]
+    assert job.status == "done", job.error
     latest = workspace.latest_analysis()
-    assert latest["id"] == job["result"]["analysis_id"]
-    assert latest["label_version"] == 0
+    assert latest.id == job.result["analysis_id"]
+    assert latest.label_version == 0
     results = workspace.analysis_results()
     assert results["label_quality"].notna().all() and len(results) == workspace.counts()["n"]
 
@@ -35,7 +35,7 @@ def test_analysis_job_scores_every_row(workspace):
 def test_train_job_records_a_run_with_metrics_and_model(workspace):
     job_id = jobs.launch(workspace, "train", {"config": TINY.to_dict()})
     job = wait(workspace, job_id)
-    assert job["status"] == "done", job["error"]
+    assert job.status == "done", job.error
     [run] = workspace.runs(job_id=job_id)
     assert run.status == "done"
     assert {"accuracy", "precision", "recall", "f1", "roc_auc", "confusion_matrix"} <= set(run.test)
@@ -58,7 +58,7 @@ def test_cancel_leaves_the_workspace_intact(workspace):
         time.sleep(0.2)
     jobs.cancel(workspace, job_id, grace_seconds=60)
     job = workspace.job(job_id)
-    assert job["status"] == "cancelled" and job["error"] is None  # stopped, not killed
+    assert job.status == "cancelled" and job.error is None  # stopped, not killed
     assert workspace.sample(0)["label"] == "negative"
     assert (workspace.label_version(), len(workspace.events())) == (version, events)
     [run] = workspace.runs(job_id=job_id)
@@ -91,7 +91,7 @@ def test_a_dead_job_is_reported_failed(workspace):
     workspace.update_job(job_id, status="running", pid=2**22 + 12345)  # no such process
     run_id = workspace.create_run(name="r", config={}, data={}, job_id=job_id)
     jobs.reap(workspace)
-    assert workspace.job(job_id)["status"] == "failed"
+    assert workspace.job(job_id).status == "failed"
     assert workspace.run(run_id).status == "failed"  # no run left "running" forever
 
 

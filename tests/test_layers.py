@@ -2,7 +2,8 @@
 
 Order, bottom to top (see README, "How the code is laid out"):
 
-    data  <  runtime  <  training  <  curation  <  jobs  <  faces (app.py, app_pages/, cli.py)
+    data  <  runtime  <  training  <  curation  <  jobs  <  faces (app.py, app_pages/, cli.py,
+                                                                   serving/)
 
 A module may import its own package and any package below it, never one above. ``training``
 sits below ``curation`` because detection uses trained models (the fine-tuned K-fold method
@@ -18,7 +19,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 LAYERS = ["data", "runtime", "training", "curation", "jobs", "faces"]
-FACES = {"app", "app_pages", "cli"}
+FACES = {"app", "app_pages", "cli", "serving"}
 OURS = {"data", "runtime", "training", "curation", "jobs", *FACES}
 
 
@@ -42,7 +43,7 @@ def our_imports(path: Path) -> list[tuple[int, str]]:
 
 def modules() -> list[Path]:
     paths = [ROOT / "app.py", ROOT / "cli.py"]
-    for package in ("data", "runtime", "training", "curation", "jobs", "app_pages"):
+    for package in ("data", "runtime", "training", "curation", "jobs", "app_pages", "serving"):
         paths += sorted((ROOT / package).rglob("*.py"))
     return paths
 
@@ -59,7 +60,7 @@ def upward_imports(path: Path, root: Path = ROOT) -> list[str]:
 
 def test_every_package_is_walked():
     walked = {p.relative_to(ROOT).parts[0] for p in modules()}
-    assert {"data", "runtime", "training", "curation", "jobs", "app_pages"} <= walked
+    assert {"data", "runtime", "training", "curation", "jobs", "app_pages", "serving"} <= walked
     assert len(modules()) > 50
 
 
@@ -76,6 +77,8 @@ def test_no_import_points_up():
         ("training/x.py", "from curation import methods\n", 1),
         ("curation/x.py", "from jobs import launch\n", 1),
         ("jobs/x.py", "import app_pages.review\n", 1),
+        ("training/x.py", "from serving.app import serve\n", 1),
+        ("serving/x.py", "from training.inference import predict_loaded\n", 0),
         ("curation/x.py", "from training.config import TrainingConfig\nimport data.store\n", 0),
         ("app_pages/x.py", "import jobs\nfrom curation.pipeline import analyze\n", 0),
     ],

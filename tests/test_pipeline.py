@@ -39,12 +39,12 @@ def test_an_analysis_scores_labels_finds_duplicates_and_outliers_and_reuses_the_
     assert results.loc[results["sample_id"].isin(dup_ids), "dup_conflict"].all()
     # Every row is scored (ranking quality is tests/test_methods.py's subject).
     assert results["label_quality"].between(0, 1).all()
-    summary = ws.latest_analysis()["summary"]
-    assert summary["method"] == "embedding"
-    assert summary["health"]["num_label_issues"] >= 0
-    assert "near_duplicate" in str(summary)
+    summary = ws.latest_analysis().summary
+    assert summary.method == "embedding"
+    assert summary.health["num_label_issues"] >= 0
+    assert summary.near_duplicate is not None and summary.outlier is not None
     # The neighbour graph is stored and explains a row with current labels.
-    near = ws.neighbours(n - 3, k=3)
+    near = ws.neighbors(n - 3, k=3)
     assert near.loc[0, "sample_id"] == n - 2 and near.loc[0, "label"] == "negative"
     # A re-analysis after a relabel reuses the stored graph (never rebuilds it).
     ws.relabel(0, "positive", reviewer="r")
@@ -52,10 +52,10 @@ def test_an_analysis_scores_labels_finds_duplicates_and_outliers_and_reuses_the_
     def no_rebuild(*args, **kwargs):
         raise AssertionError("the neighbour graph was rebuilt")
 
-    monkeypatch.setattr(pipeline, "nearest_neighbours", no_rebuild)
+    monkeypatch.setattr(pipeline, "nearest_neighbors", no_rebuild)
     again = pipeline.analyze_workspace(ws, method="embedding")
-    assert ws.latest_analysis()["label_version"] == ws.label_version()
-    assert ws.analysis_results(again).query("sample_id == 0")["label_used"].item() == "positive"
+    assert ws.latest_analysis().label_version == ws.label_version()
+    assert ws.analysis_results(again).query("sample_id == 0")["analyzed_label"].item() == "positive"
 
 
 def test_annotator_columns_get_a_crowdlab_consensus(tmp_path):
@@ -72,6 +72,6 @@ def test_annotator_columns_get_a_crowdlab_consensus(tmp_path):
     results = ws.analysis_results(aid)
     # CROWDLAB weighs the model in too, so on 24 rows it may overrule the crowd once or twice.
     assert (results["consensus_label"] == pd.Series(truth)).mean() >= 0.9
-    annotators = {a["annotator"]: a for a in ws.latest_analysis()["summary"]["annotators"]}
+    annotators = {a["annotator"]: a for a in ws.latest_analysis().summary.annotators}
     assert annotators["ann_c"]["quality"] < annotators["ann_a"]["quality"]
     ws.close()

@@ -187,7 +187,7 @@ PAGES = [
     "app_pages/audit.py",
     "app_pages/train.py",
     "app_pages/charts.py",
-    "app_pages/runs.py",
+    "app_pages/history.py",
     "app_pages/export.py",
 ]
 
@@ -294,8 +294,9 @@ def test_data_page(hostile, tmp_path, monkeypatch):
         ("app_pages/audit.py", []),
         ("app_pages/train.py", [RUN_NAME, f"loading {ENCODER}"]),
         ("app_pages/charts.py", [RUN_NAME]),
-        ("app_pages/runs.py", []),
+        ("app_pages/history.py", []),
         ("app_pages/export.py", []),
+        ("app_pages/repair.py", []),
     ],
 )
 def test_page(hostile, page, expected):

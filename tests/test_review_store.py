@@ -41,17 +41,17 @@ def test_bulk_accept_is_one_undoable_batch(analysed):
     events = analysed.bulk_apply(action="accept", reviewer="ana", flagged=True, min_prob=0.5)
     assert len(events) == 5
     rows = analysed.samples(ids=flagged)
-    assert (rows["label"] != rows["original_label"]).all()
+    assert (rows["label"] != rows["given_label"]).all()
     _, disagree = analysed.review_queue(disagrees=True)
     assert disagree == 0  # every accepted row now matches the model
     analysed.undo(reviewer="ana")
     rows = analysed.samples(ids=flagged)
-    assert (rows["label"] == rows["original_label"]).all() and not rows["reviewed"].any()
+    assert (rows["label"] == rows["given_label"]).all() and not rows["reviewed"].any()
 
 
 def test_bulk_relabel_by_search_and_validation(analysed):
     analysed.bulk_apply(action="relabel", new_label="negative", reviewer="ana", search="phone")
-    changed = analysed.samples().query("label != original_label")
+    changed = analysed.samples().query("label != given_label")
     assert changed["text"].str.contains("phone").all() and len(changed) == 1
     with pytest.raises(ValueError, match="valid"):
         analysed.bulk_apply(action="explode", reviewer="ana")
@@ -122,7 +122,7 @@ def test_flag_review_counts(analysed):
     )
     counts = analysed.flag_review_counts()
     assert counts["reviewed"] == 2 and counts["unreviewed"] == len(flagged) - 2
-    assert counts["errors"] == int(analysed.sample(flagged[0])["original_label"] != "negative")
+    assert counts["errors"] == int(analysed.sample(flagged[0])["given_label"] != "negative")
 
 
 def test_rebuild_state_keeps_conflicts(analysed):

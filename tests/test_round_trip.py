@@ -95,7 +95,7 @@ def expected_rows(rows: list[dict], changes: dict[str, str], excluded: set[str])
             "id": r["id"],
             "text": r["text"],
             "label": changes.get(r["id"], r["label"]),
-            "original_label": r["label"],
+            "given_label": r["label"],
             "excluded": r["id"] in excluded,
             META: r[META],
         }
@@ -115,7 +115,7 @@ def check_export(ws: Workspace, rows: list[dict], changes, excluded, folder: Pat
             assert got["id"] == row["id"], fmt
             assert got["text"] == row["text"], fmt
             assert got["label"] == row["label"], fmt
-            assert got["original_label"] == row["original_label"], fmt
+            assert got["given_label"] == row["given_label"], fmt
             assert got[META] == row[META], (fmt, got[META], row[META])
             excluded_back = got["excluded"]
             if isinstance(excluded_back, str):

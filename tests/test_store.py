@@ -20,7 +20,7 @@ def test_create_and_reopen_keeps_everything(tmp_path, sentiment_prepared):
     assert again.name == "reviews"
     assert again.label_names == ["negative", "positive"]
     row = again.sample(0)
-    assert row["label"] == "negative" and row["original_label"] == "positive"
+    assert row["label"] == "negative" and row["given_label"] == "positive"
     assert row["reviewed"] and row["reviewer"] == "ana"
     assert again.counts()["changed"] == 1
 
@@ -104,10 +104,10 @@ def test_review_queue_orders_and_filters(workspace):
     results = pd.DataFrame(
         {
             "sample_id": range(n),
-            "label_used": workspace.samples()["label"],
+            "analyzed_label": workspace.samples()["label"],
             "predicted_label": ["negative"] * n,
             "predicted_prob": 0.9,
-            "given_prob": quality,
+            "analyzed_prob": quality,
             "label_quality": quality,
             "is_label_issue": quality < 0.2,
         }
@@ -147,7 +147,7 @@ def test_jobs_and_runs(workspace):
     run = workspace.create_run(name="r", config={"a": 1}, data={"rows": 3}, job_id=job)
     workspace.update_run(run, status="done", metrics={"accuracy": 0.5})
     workspace.update_job(job, status="cancelled")
-    assert workspace.job(job)["finished_at"]
+    assert workspace.job(job).finished_at
     # Metrics stored the way runs before the verified subset were: upgraded when read.
     [record] = workspace.runs(job_id=job)
     assert record.test == {"accuracy": 0.5} and record.verified is None

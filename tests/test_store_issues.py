@@ -10,6 +10,8 @@ import pandas as pd
 import pytest
 
 from data.store import Workspace
+from data.store.base import SCHEMA_VERSION
+from data.store.schema import V4_RENAMED_COLUMNS
 
 
 def _results(ws, **extra):
@@ -18,10 +20,10 @@ def _results(ws, **extra):
     frame = pd.DataFrame(
         {
             "sample_id": rows["id"],
-            "label_used": rows["label"],
+            "analyzed_label": rows["label"],
             "predicted_label": rows["label"],
             "predicted_prob": np.full(n, 0.9),
-            "given_prob": np.full(n, 0.9),
+            "analyzed_prob": np.full(n, 0.9),
             "label_quality": np.linspace(0.1, 0.9, n),
             "is_label_issue": np.zeros(n, bool),
         }
@@ -61,7 +63,7 @@ def test_outliers_and_duplicate_groups_reach_the_queue_and_the_group_view(worksp
     assert table["is_outlier"].sum() == 1 and table["dup_group"].notna().sum() == 4
 
 
-def test_the_neighbour_graph_round_trips_and_explains_a_row_with_current_labels(workspace):
+def test_the_neighbor_graph_round_trips_and_explains_a_row_with_current_labels(workspace):
     n = workspace.counts()["n"]
     indices = np.array([[(i + 1) % n, (i + 2) % n] for i in range(n)])
     distances = np.tile(np.array([0.1, 0.2], dtype=np.float32), (n, 1))
@@ -70,7 +72,7 @@ def test_the_neighbour_graph_round_trips_and_explains_a_row_with_current_labels(
     got = workspace.get_knn("enc")
     assert np.array_equal(got[0], indices) and np.allclose(got[1], distances)
     workspace.relabel(1, "negative", reviewer="r")
-    near = workspace.neighbours(0, k=5, model_key="enc")
+    near = workspace.neighbors(0, k=5, model_key="enc")
     assert near["sample_id"].tolist() == [1, 2]
     assert near.loc[0, "label"] == "negative" and bool(near.loc[0, "reviewed"])
     with pytest.raises(ValueError, match="n_samples"):
@@ -88,12 +90,15 @@ def test_a_version_2_workspace_is_upgraded_in_place_keeping_its_labels(workspace
             conn.execute(f"DROP INDEX IF EXISTS {index}")
         conn.execute(f"ALTER TABLE samples DROP COLUMN {col}")
     conn.execute("DROP TABLE knn")
+    # ... and give the columns version 4 renamed their old names.
+    for table, old, new in V4_RENAMED_COLUMNS:
+        conn.execute(f"ALTER TABLE {table} RENAME COLUMN {new} TO {old}")
     conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
     conn.commit()
     conn.close()
     ws = Workspace(folder)
-    assert ws.info()["schema_version"] == 3
-    assert ws.sample(3)["label"] == "negative"
+    assert ws.info()["schema_version"] == SCHEMA_VERSION
+    assert ws.sample(3)["label"] == "negative" and ws.sample(3)["given_label"] == "positive"
     assert ws.review_queue(outlier=True)[1] == 0
     assert ws.get_knn("enc") is None
     ws.close()

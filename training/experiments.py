@@ -6,12 +6,15 @@ Planning is pure (ids in, specs out) so it is tested without training anything; 
 - Data size (:func:`plan_data_size`): nested fractions of the training rows, for each of
   several seeds; each seed draws its own nested subsets and trains with its own seed, so a
   chart shows mean +- std per size.
+- Learning rate (:func:`plan_learning_rate`): the same rows trained at each of several learning
+  rates, for each of several seeds; a chart shows mean +- std per rate on a log axis.
 - Label quality (:func:`plan_label_quality`): original vs curated labels on the same rows;
   curated labels with injected noise (uniform flips to another class on the training rows,
   nested across rates: :func:`inject_noise`); curated labels on rows above crowd-confidence
   thresholds when the data has a confidence column.
 
-Every spec carries a ``series`` (``"data size"``, ``"labels"``, ``"noise"``, ``"confidence"``)
+Every spec carries a ``series`` (``"data size"``, ``"learning rate"``, ``"labels"``, ``"noise"``,
+``"confidence"``)
 and an ``x`` within it; the curated-labels run is also the 0% point of the noise series
 (``notes["also"]``).
 
@@ -35,13 +38,16 @@ import numpy as np
 import pandas as pd
 
 LABEL_SOURCES = ("curated", "original")
-EXPERIMENTS = ("data_size", "label_quality")
+EXPERIMENTS = ("data_size", "label_quality", "learning_rate")
 DEFAULT_FRACTIONS = (0.1, 0.25, 0.5, 1.0)
 DEFAULT_THRESHOLDS = (0.5, 0.7, 0.9, 1.0)
 DEFAULT_NOISE_RATES = (0.1, 0.2, 0.3)
 # Three seeds: the fewest that give a standard deviation worth drawing.
 DEFAULT_SEED_COUNT = 3
-SERIES = ("single", "data size", "labels", "noise", "confidence")
+SERIES = ("single", "data size", "learning rate", "labels", "noise", "confidence")
+# The learning-rate sweep's default rates: 1e-5 to 1e-3 on a 1-3-10 log grid (even steps of
+# about half a decade, with round numbers a person can type back).
+DEFAULT_RATE_GRID = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3)
 
 
 @dataclass
@@ -58,8 +64,12 @@ class RunSpec:
     seed: int | None = None
     # Share of training rows whose (curated or original) label is flipped to another class.
     noise_rate: float = 0.0
+    # The run's learning rate; None = config.learning_rate (the learning-rate sweep sets it).
+    learning_rate: float | None = None
 
     def __post_init__(self) -> None:
+        if self.learning_rate is not None and not 0 < self.learning_rate < 1:
+            raise ValueError(f"learning_rate must be in (0, 1) (got {self.learning_rate!r}).")
         if not 0 <= self.noise_rate < 1:
             raise ValueError(f"noise_rate must be in [0, 1) (got {self.noise_rate!r}).")
         if self.label_source not in LABEL_SOURCES:
@@ -124,6 +134,67 @@ def plan_data_size(
                 )
             )
     return specs
+
+
+def plan_learning_rate(
+    train_ids: Sequence[int],
+    *,
+    rates: Sequence[float] = DEFAULT_RATE_GRID,
+    seed: int = 0,
+    cap: int | None = None,
+    seeds: Sequence[int] | None = None,
+    label_source: str = "curated",
+) -> list[RunSpec]:
+    """The same training rows at each learning rate, for each seed: rates x seeds runs.
+
+    Within a seed every rate trains on the same rows (one seeded draw, cut to ``cap``) with the
+    same seed, so the curve is about the rate alone; each seed draws its own rows. Specs come
+    seed by seed, smallest rate first.
+
+    Examples
+    --------
+    >>> specs = plan_learning_rate(range(10), rates=(1e-4, 1e-5), seeds=[0, 1])
+    >>> [(s.learning_rate, s.seed) for s in specs]
+    [(1e-05, 0), (0.0001, 0), (1e-05, 1), (0.0001, 1)]
+    """
+    chosen = sorted(set(float(r) for r in rates))
+    if not chosen or any(not 0 < r < 1 for r in chosen):
+        raise ValueError(
+            f"learning rates must be in (0, 1) (got {list(rates)}); e.g. [1e-5, 1e-4, 1e-3]."
+        )
+    specs = []
+    for s in _check_seeds(seeds, seed):
+        pool = _pool(train_ids, seed=s, cap=cap)
+        specs.extend(
+            RunSpec(
+                name=f"lr {rate_label(rate)} ({len(pool)} rows, seed {s})",
+                experiment="learning_rate",
+                x=rate,
+                train_ids=pool.tolist(),
+                label_source=label_source,
+                notes={"series": "learning rate", "rows": len(pool)},
+                seed=s,
+                learning_rate=rate,
+            )
+            for rate in chosen
+        )
+    return specs
+
+
+def rate_label(rate: float) -> str:
+    """A learning rate as people write it: ``1e-5``, ``3e-5``, ``2.5e-4``, ``0.1``.
+
+    Examples
+    --------
+    >>> [rate_label(r) for r in (1e-5, 3e-05, 0.00025, 0.1, 3.16e-5)]
+    ['1e-5', '3e-5', '2.5e-4', '0.1', '3.2e-5']
+    """
+    rate = float(rate)
+    if rate >= 0.01:
+        return f"{rate:.2g}"
+    mantissa, exponent = f"{rate:.1e}".split("e")
+    mantissa = mantissa.rstrip("0").rstrip(".")
+    return f"{mantissa}e{int(exponent)}"
 
 
 def _check_seeds(seeds: Sequence[int] | None, seed: int) -> list[int]:

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from runtime.device import is_main_process, resolve_device, resolve_precision
+from runtime.estimates import record_speed
 from runtime.validation import check_texts
 from training.config import TrainingConfig
 from training.inference import MODEL_SUBDIR, predict_core, quiet_transformers
@@ -45,7 +46,7 @@ from training.metrics import classification_metrics
 from training.sampling import stratified_holdout, stratified_sample, validation_cap
 from training.tracking import check_tracker, tracker_env, trainer_report_to
 
-__all__ = ["FineTuneResult", "fine_tune", "stratified_sample"]
+__all__ = ["FineTuneResult", "fine_tune", "speed_identity", "stratified_sample"]
 
 # No hub access on most machines that run this; fail fast instead of retrying the network.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -102,6 +103,21 @@ class FineTuneResult:
         """The JSON-ready fields (everything but the probability arrays and metrics)."""
         skip = {"metrics", "model_dir", *ARRAY_FIELDS}
         return {k: v for k, v in vars(self).items() if k not in skip}
+
+
+def speed_identity(config: TrainingConfig, task: str = "train") -> dict[str, str]:
+    """``model``, ``device`` and ``precision`` under which :func:`fine_tune` records (and pages
+    look up, see :mod:`runtime.estimates`) its speed of ``task``: ``"train"`` (samples/s of the
+    training steps, per technique) or ``"predict"`` (texts/s of scoring the evaluation rows)."""
+    device = resolve_device(config.device)
+    model = f"{config.model or 'packaged'}|max_length={config.max_length}"
+    if task == "train":
+        model += f"|batch={config.batch_size}|{config.technique}"
+    return {
+        "model": model,
+        "device": device,
+        "precision": resolve_precision(config.precision, device),
+    }
 
 
 @dataclass
@@ -316,6 +332,13 @@ def _fine_tune_core(
         raise
     _remove_trainer_dir(output_dir / TRAINER_SUBDIR, created, sync=True)
     _record_training(result, trainer, callback, train_seconds, len(train.texts))
+    if is_main_process():  # this machine's training speed, for the next estimate
+        record_speed(
+            "train",
+            result.train_samples * result.epochs_completed,
+            result.train_seconds - result.validation_seconds,
+            **speed_identity(config, "train"),
+        )
     if result.cancelled or not is_main_process():
         return result
     _evaluate(result, trainer.model, tokenizer, evaluation, probes, label_names, config)
@@ -402,6 +425,7 @@ def _evaluate(result, model, tokenizer, evaluation, probes, label_names, config)
     if evaluation is not None:
         keep = stratified_sample(evaluation.labels, config.max_eval_samples, seed=config.seed)
         rows = evaluation.take(keep)
+        started = time.perf_counter()
         probs = predict_core(
             model,
             tokenizer,
@@ -410,6 +434,8 @@ def _evaluate(result, model, tokenizer, evaluation, probes, label_names, config)
             max_length=config.max_length,
             precision=result.precision,
         )
+        seconds = time.perf_counter() - started
+        record_speed("predict", len(rows.texts), seconds, **speed_identity(config, "predict"))
         result.metrics = classification_metrics(rows.labels, probs, label_names=label_names)
         result.eval_probs, result.eval_indices = probs, keep
     if probes is not None:

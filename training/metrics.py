@@ -118,3 +118,88 @@ def _ovr_macro_auc(y: np.ndarray, probs: np.ndarray) -> float | None:
     # is present too, so every binary AUC here is defined.
     aucs = [roc_auc_score(y == c, probs[:, c]) for c in present]
     return float(np.mean(aucs))
+
+
+# Points kept per ROC curve: enough to draw it smoothly, few enough to store with every run.
+ROC_MAX_POINTS = 200
+
+
+def roc_curves(
+    y_true: np.ndarray,
+    probs: np.ndarray,
+    *,
+    label_names: list[str],
+    max_points: int = ROC_MAX_POINTS,
+    decimals: int = 4,
+) -> dict[str, Any]:
+    """ROC curves from predicted probabilities, compact enough to store with a run.
+
+    Parameters
+    ----------
+    y_true : np.ndarray of int, shape (n,)
+        True class ids, each in ``range(len(label_names))``.
+    probs : np.ndarray of float, shape (n, k)
+        Predicted class probabilities, one column per class in ``label_names`` order.
+    label_names : list of str
+        Names of the ``k`` classes.
+    max_points : int
+        Most points kept per curve (at least 2): longer curves are thinned to evenly spaced
+        thresholds, always keeping the first point (0, 0) and the last (1, 1).
+    decimals : int
+        Rates are rounded to this many decimals (the stored size; a plot cannot show more).
+
+    Returns
+    -------
+    dict
+        ``{"scheme", "curves"}``. ``scheme`` is ``"binary"`` with two classes (one curve: the
+        second class of ``label_names`` as the positive one, scored by its probability) or
+        ``"one-vs-rest"`` (a curve per class: that class vs all the others). Each curve is
+        ``{"label", "fpr", "tpr", "auc", "positives", "negatives"}``; ``auc`` is computed on
+        the full curve, before thinning. A class that has no positives or no negatives among
+        the rows has no curve (it is undefined), so ``curves`` is empty when fewer than two
+        classes are present.
+
+    Examples
+    --------
+    >>> roc = roc_curves(
+    ...     np.array([0, 0, 1, 1]),
+    ...     np.array([[0.9, 0.1], [0.6, 0.4], [0.65, 0.35], [0.2, 0.8]]),
+    ...     label_names=["neg", "pos"],
+    ... )
+    >>> roc["scheme"], [c["label"] for c in roc["curves"]], roc["curves"][0]["auc"]
+    ('binary', ['pos'], 0.75)
+    """
+    from sklearn.metrics import auc as area
+    from sklearn.metrics import roc_curve
+
+    if max_points < 2:
+        raise ValueError(f"max_points must be at least 2 (got {max_points}).")
+    y, probs = _check_inputs(y_true, probs, label_names)
+    k = len(label_names)
+    binary = k == 2
+    curves = []
+    for c in [1] if binary else range(k):
+        positive = y == c
+        positives = int(positive.sum())
+        if positives == 0 or positives == len(y):
+            continue
+        fpr, tpr, _ = roc_curve(positive, probs[:, c])
+        keep = _thin(len(fpr), max_points)
+        curves.append(
+            {
+                "label": str(label_names[c]),
+                "fpr": np.round(fpr[keep], decimals).tolist(),
+                "tpr": np.round(tpr[keep], decimals).tolist(),
+                "auc": float(area(fpr, tpr)),
+                "positives": positives,
+                "negatives": int(len(y) - positives),
+            }
+        )
+    return {"scheme": "binary" if binary else "one-vs-rest", "curves": curves}
+
+
+def _thin(n: int, max_points: int) -> np.ndarray:
+    """Indices of at most ``max_points`` of ``n`` points, evenly spaced, first and last kept."""
+    if n <= max_points:
+        return np.arange(n)
+    return np.unique(np.linspace(0, n - 1, max_points).round().astype(int))

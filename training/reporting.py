@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from data.records import RunRecord
+from training.experiments import rate_label
 
 FRAME_COLUMNS = (
     "job",
@@ -160,4 +161,109 @@ def _series(data: dict[str, Any]) -> str:
     experiment, x = data.get("experiment"), data.get("x")
     if experiment == "label_quality":
         return "labels" if isinstance(x, str) else "confidence"
-    return {"data_size": "data size"}.get(experiment, experiment or "single")
+    return {"data_size": "data size", "learning_rate": "learning rate"}.get(
+        experiment, experiment or "single"
+    )
+
+
+RATE_COLUMNS = (
+    "learning_rate",
+    "rate",
+    "metric",
+    "mean",
+    "std",
+    "min",
+    "max",
+    "n",
+    "verified_mean",
+    "verified_std",
+    "best",
+)
+
+
+def rate_sweep_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """The learning-rate sweep per rate: mean, spread over seeds, and which rate did best.
+
+    Parameters
+    ----------
+    frame
+        A :func:`runs_frame` result, filtered to one learning-rate experiment job.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per learning rate, smallest first (columns ``RATE_COLUMNS``): learning_rate,
+        rate (as people write it: ``3e-5``), metric, mean, std (NaN with one seed), min, max,
+        n (runs), verified_mean, verified_std and best (True on the rate with the highest mean
+        test score; the first such rate on a tie; every metric here is higher-is-better).
+    """
+    part = frame[frame["series"] == "learning rate"] if not frame.empty else frame
+    part = part[part["value"].notna()] if not part.empty else part
+    if part.empty:
+        return pd.DataFrame(columns=list(RATE_COLUMNS))
+    part = part.assign(learning_rate=part["x"].astype(float))
+    out = (
+        part.groupby(["learning_rate", "metric"], sort=True)
+        .agg(
+            mean=("value", "mean"),
+            std=("value", "std"),
+            min=("value", "min"),
+            max=("value", "max"),
+            n=("value", "count"),
+            verified_mean=("verified_value", "mean"),
+            verified_std=("verified_value", "std"),
+        )
+        .reset_index()
+    )
+    out["rate"] = [rate_label(r) for r in out["learning_rate"]]
+    out["best"] = False
+    out.loc[out["mean"].idxmax(), "best"] = True
+    return out[list(RATE_COLUMNS)]
+
+
+def roc_frame(runs: list[RunRecord], *, subset: str = "test") -> pd.DataFrame:
+    """The stored ROC curves of runs in long form: one row per curve point.
+
+    Parameters
+    ----------
+    runs
+        Run records; those without stored curves (recorded before ROC curves were kept, or
+        not done) add nothing: see :func:`has_roc`.
+    subset
+        ``"test"`` or ``"verified"``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns run, label (the positive class), auc, scheme (``binary`` / ``one-vs-rest``),
+        point (its order along the curve), fpr and tpr.
+    """
+    columns = ["run", "label", "auc", "scheme", "point", "fpr", "tpr"]
+    rows = []
+    for run in runs:
+        roc = run.roc(subset)
+        for curve in (roc or {}).get("curves") or []:
+            for i, (fpr, tpr) in enumerate(zip(curve["fpr"], curve["tpr"], strict=True)):
+                rows.append((run.id, curve["label"], curve["auc"], roc["scheme"], i, fpr, tpr))
+    return pd.DataFrame(rows, columns=columns)
+
+
+def has_roc(run: RunRecord, *, subset: str = "test") -> bool:
+    """Whether the run kept its ROC curves (runs recorded before they were kept did not)."""
+    return run.roc(subset) is not None
+
+
+def confusion_table(metrics: dict[str, Any], *, normalise: bool = False) -> pd.DataFrame:
+    """A subset's confusion matrix as a frame: rows = true class, columns = predicted class.
+
+    With ``normalise``, each row is divided by its total, so a cell is the share of that true
+    class predicted as the column's class (a row with no rows stays 0).
+    """
+    labels = list(metrics.get("labels") or [])
+    matrix = np.asarray(metrics.get("confusion_matrix") or [], dtype=float)
+    if matrix.size == 0:
+        return pd.DataFrame(index=labels, columns=labels, dtype=float)
+    if normalise:
+        totals = matrix.sum(axis=1, keepdims=True)
+        matrix = np.divide(matrix, totals, out=np.zeros_like(matrix), where=totals > 0)
+    return pd.DataFrame(matrix, index=labels, columns=labels)

@@ -12,7 +12,8 @@ Every run's record (``ws.run(run_id)``) holds:
 - ``history``: ``{"step", "loss", "epoch"}`` per training logging step and
   ``{"step", "eval_loss", "epoch"}`` per validation pass (:func:`training.reporting.history_frame` makes it long);
 - ``test``, ``verified`` and ``examples``: the test metrics, the verified-subset metrics
-  (test rows a reviewer confirmed or corrected) and the before/after table; stored together
+  (test rows a reviewer confirmed or corrected; each with its ROC curves under ``roc``) and
+  the before/after table; stored together
   as :func:`data.records.run_metrics` and also in ``<run_dir>/evaluation.json``.
 
 ``ws.run(run_id)`` and ``ws.runs()`` give :class:`data.records.RunRecord` objects.
@@ -40,6 +41,7 @@ from training.config import TrainingConfig
 from training.experiments import (
     DEFAULT_FRACTIONS,
     DEFAULT_NOISE_RATES,
+    DEFAULT_RATE_GRID,
     DEFAULT_SEED_COUNT,
     DEFAULT_THRESHOLDS,
     RunSpec,
@@ -48,10 +50,11 @@ from training.experiments import (
     inject_noise,
     plan_data_size,
     plan_label_quality,
+    plan_learning_rate,
     probe_ids,
 )
 from training.finetune import METRICS_FILE, fine_tune
-from training.metrics import classification_metrics
+from training.metrics import classification_metrics, roc_curves
 from training.sampling import stratified_holdout, stratified_sample, validation_cap
 
 EVALUATION_FILE = "evaluation.json"
@@ -247,6 +250,8 @@ def _plan_run(
         probe_rows = probe_ids(eval_rows, seed=config.seed)
     # The run's own caps would re-sample the rows the experiment chose: turn them off.
     overrides = {"max_train_samples": None, "max_eval_samples": None, "seed": seed}
+    if spec.learning_rate is not None:  # the learning-rate sweep
+        overrides["learning_rate"] = spec.learning_rate
     if validation_rows is not None and not validation_rows:
         overrides["validation_fraction"] = 0.0
     run_config = TrainingConfig.from_dict({**config.to_dict(), **overrides})
@@ -283,7 +288,7 @@ def _run_rows(ws: Any, plan: _RunPlan) -> _RunRows:
     spec = plan.spec
     wanted = [*spec.train_ids, *plan.scored, *plan.probe_rows, *(plan.validation_rows or [])]
     rows = ws.samples(ids=list(dict.fromkeys(wanted))).set_index("id")
-    label_column = "label" if spec.label_source == "curated" else "original_label"
+    label_column = "label" if spec.label_source == "curated" else "given_label"
     index = {n: i for i, n in enumerate(plan.names)}
     y = np.array([index[v] for v in rows.loc[spec.train_ids, label_column]], dtype=np.int64)
     y, flipped = inject_noise(y, spec.noise_rate, n_classes=len(plan.names), seed=plan.config.seed)
@@ -440,7 +445,11 @@ def _data_version(
 
 
 def _evaluation(result: Any, data: _RunRows, plan: _RunPlan) -> dict[str, Any]:
-    """Test and verified-subset metrics side by side, plus the before/after table."""
+    """Test and verified-subset metrics side by side, plus the before/after table.
+
+    Each subset's metrics also keep its ROC curves (``roc``: :func:`training.metrics.roc_curves`,
+    at most 200 points per class), so charts can draw them without the model.
+    """
     position = {sample_id: i for i, sample_id in enumerate(plan.scored)}
     probs = result.eval_probs
 
@@ -449,7 +458,10 @@ def _evaluation(result: Any, data: _RunRows, plan: _RunPlan) -> dict[str, Any]:
             return empty_metrics(plan.names)
         y = data.label_ids(ids, plan.names, column="label")
         picked = probs[[position[i] for i in ids]]
-        return classification_metrics(y, picked, label_names=plan.names)
+        return {
+            **classification_metrics(y, picked, label_names=plan.names),
+            "roc": roc_curves(y, picked, label_names=plan.names),
+        }
 
     return run_metrics(
         test=metrics_on(plan.eval_rows),
@@ -460,7 +472,7 @@ def _evaluation(result: Any, data: _RunRows, plan: _RunPlan) -> dict[str, Any]:
 
 def empty_metrics(label_names: list[str]) -> dict[str, Any]:
     """The metrics dict of an empty subset: every metric ``None``, ``n`` 0."""
-    keys = ("accuracy", "precision", "recall", "f1", "roc_auc", "confusion_matrix")
+    keys = ("accuracy", "precision", "recall", "f1", "roc_auc", "confusion_matrix", "roc")
     return {**dict.fromkeys(keys), "labels": list(label_names), "n": 0}
 
 
@@ -492,16 +504,17 @@ def _examples(result, rows, names, probe_rows) -> dict[str, Any]:
     return {"new_head": bool(result.new_head), "note": note, "rows": table}
 
 
-PLAN_OPTIONS = ("fractions", "thresholds", "seeds", "noise_rates", "train_ids")
+PLAN_OPTIONS = ("fractions", "thresholds", "seeds", "noise_rates", "learning_rates", "train_ids")
 
 
 def plan(ws: Any, experiment: str, *, config: TrainingConfig, **options: Any) -> list[RunSpec]:
     """The run specs for ``experiment`` on this workspace's current state.
 
-    ``"single"`` is one run on all (capped) curated training rows; ``"data_size"`` and
-    ``"label_quality"`` see :mod:`training.experiments`. Options: ``fractions`` (data size,
-    default 10/25/50/100%), ``seeds`` (default 3 seeds from ``config.seed`` for data size, 1
-    for label quality), ``noise_rates`` (label quality, default 10/20/30%; ``[]`` for none),
+    ``"single"`` is one run on all (capped) curated training rows; ``"data_size"``,
+    ``"learning_rate"`` and ``"label_quality"`` see :mod:`training.experiments`. Options:
+    ``fractions`` (data size, default 10/25/50/100%), ``learning_rates`` (learning rate,
+    default 1e-5, 3e-5, 1e-4, 3e-4, 1e-3), ``seeds`` (default 3 seeds from ``config.seed`` for
+    data size and learning rate, 1 for label quality), ``noise_rates`` (label quality, default 10/20/30%; ``[]`` for none),
     ``thresholds`` (label quality; used when a numeric ``confidence`` metadata column exists,
     e.g. the demo's crowd confidence) and ``train_ids`` (the pool; default the training split
     minus the validation rows of :func:`validation_split`).
@@ -527,6 +540,14 @@ def plan(ws: Any, experiment: str, *, config: TrainingConfig, **options: Any) ->
             cap=cap,
             seeds=seeds,
         )
+    if experiment == "learning_rate":
+        return plan_learning_rate(
+            train,
+            rates=options.get("learning_rates") or DEFAULT_RATE_GRID,
+            seed=seed,
+            cap=cap,
+            seeds=options.get("seeds") or [seed + i for i in range(DEFAULT_SEED_COUNT)],
+        )
     if experiment == "label_quality":
         rates = options.get("noise_rates")
         return plan_label_quality(
@@ -539,7 +560,8 @@ def plan(ws: Any, experiment: str, *, config: TrainingConfig, **options: Any) ->
             seeds=options.get("seeds") or [seed],
         )
     raise ValueError(
-        f"Unknown experiment {experiment!r}; valid: 'single', 'data_size', 'label_quality'."
+        f"Unknown experiment {experiment!r}; valid: 'single', 'data_size', 'label_quality', "
+        "'learning_rate'."
     )
 
 

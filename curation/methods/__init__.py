@@ -74,6 +74,7 @@ from curation.methods.registry import (
     register_method,
     unregister_method,
 )
+from runtime.encoder import EMBED_TEXTS_PER_SECOND  # re-exported: the encoder's default rates
 from runtime.progress import Progress
 from runtime.validation import choice
 
@@ -289,11 +290,6 @@ def method_probs(
 
 # Devices an estimate is for: resolve "auto" first (runtime.device.resolve_device).
 _ESTIMATE_DEVICES = ("cpu", "cuda")
-# Texts per second the packaged encoder embeds at max length 64 on 2 CPU cores: ~370 with
-# native bf16 autocast (bench/loop.py), ~130 in fp32 on a CPU without it (bench/big_import.py
-# measured 120-145 in a process of its own, 90 at nice 10 beside other work). The GPU figure is
-# not measured here; conservative.
-EMBED_TEXTS_PER_SECOND = {"cpu-bf16": 370.0, "cpu-fp32": 130.0, "cuda": 3000.0}
 
 
 def estimate_seconds(
@@ -372,8 +368,7 @@ def analysis_seconds(
 
 
 def _embed_rate(device: str) -> float:
-    if device != "cpu":
-        return EMBED_TEXTS_PER_SECOND["cuda"]
-    from runtime.device import resolve_precision
+    # As measured on this machine by earlier runs of the packaged encoder, else its default.
+    from runtime.encoder import EncoderSettings, embed_rate
 
-    return EMBED_TEXTS_PER_SECOND[f"cpu-{resolve_precision('auto', 'cpu')}"]
+    return embed_rate(EncoderSettings(device=device))

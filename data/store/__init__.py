@@ -3,9 +3,10 @@
 A workspace is a folder holding ``store.sqlite`` (SQLite in WAL mode) and, under ``runs/``, the
 models that training runs saved. The database holds:
 
-- ``samples``: the imported rows (text, original label, split, metadata) plus a materialised
+- ``samples``: the imported rows (text, given label, split, metadata) plus a materialised
   view of each row's *current* state (label, excluded, reviewed) for fast paging;
-- ``label_events``: an append-only log of every review action. The current state of a row is
+- ``label_events``: an append-only log of every review action (label actions and text
+  repairs, :mod:`data.store.texts`). The current state of a row (label, exclusion, text) is
   derived from it: :meth:`Workspace.rebuild_state` recomputes the materialised columns from the
   log alone, and every write updates both inside one transaction;
 - ``embeddings``: a per-text cache of encoder outputs, so a re-analysis only refits the classifier;

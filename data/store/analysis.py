@@ -12,8 +12,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from data.records import AnalysisRecord, AnalysisSummary
 from data.store.arrays import NpyRows, NpyWriter
-from data.store.base import StoreError, chunks, loads, now, to_json
+from data.store.base import StoreError, chunks, now, to_json
 
 # Optional per-row results (issue types beyond label errors) and their Python types.
 OPTIONAL_RESULT_COLUMNS: dict[str, type] = {
@@ -115,19 +116,20 @@ class AnalysisMixin:
         method: str,
         settings: dict[str, Any],
         label_version: int,
-        summary: dict[str, Any] | None = None,
+        summary: AnalysisSummary | None = None,
     ) -> int:
-        """Store one analysis: ``results`` has sample_id, label_used (given label),
-        predicted_label, predicted_prob, given_prob, label_quality, is_label_issue, and
+        """Store one analysis: ``results`` has sample_id, analyzed_label (the label scored),
+        predicted_label, predicted_prob, analyzed_prob, label_quality, is_label_issue, and
         optionally the other issue types' columns (:data:`OPTIONAL_RESULT_COLUMNS`: outliers,
         near-duplicate groups, multi-annotator consensus). The latest analysis is copied into
-        ``samples`` for the review queue."""
+        ``samples`` for the review queue. ``summary`` is stored as
+        :meth:`data.records.AnalysisSummary.to_dict` (an empty summary when not given)."""
         required = [
             "sample_id",
-            "label_used",
+            "analyzed_label",
             "predicted_label",
             "predicted_prob",
-            "given_prob",
+            "analyzed_prob",
             "label_quality",
             "is_label_issue",
         ]
@@ -145,11 +147,13 @@ class AnalysisMixin:
                 return [None if pd.isna(v) else int(v) for v in values]
             return [None if pd.isna(v) else float(v) for v in values]
 
+        summary_json = to_json((summary or AnalysisSummary()).to_dict())
+
         def write(conn: sqlite3.Connection) -> int:
             cur = conn.execute(
                 "INSERT INTO analyses (created_at, method, settings, label_version, summary)"
                 " VALUES (?,?,?,?,?)",
-                (now(), method, to_json(settings), int(label_version), to_json(summary or {})),
+                (now(), method, to_json(settings), int(label_version), summary_json),
             )
             aid = int(cur.lastrowid)
             names = [*required[1:], *extra]
@@ -159,10 +163,10 @@ class AnalysisMixin:
                 zip(
                     [aid] * len(results),
                     results["sample_id"].astype(int).tolist(),
-                    results["label_used"].astype(str).tolist(),
+                    results["analyzed_label"].astype(str).tolist(),
                     results["predicted_label"].astype(str).tolist(),
                     results["predicted_prob"].astype(float).tolist(),
-                    results["given_prob"].astype(float).tolist(),
+                    results["analyzed_prob"].astype(float).tolist(),
                     results["label_quality"].astype(float).tolist(),
                     results["is_label_issue"].astype(bool).astype(int).tolist(),
                     *(column(c, OPTIONAL_RESULT_COLUMNS[c]) for c in extra),
@@ -193,20 +197,14 @@ class AnalysisMixin:
         self.backup(quiet=True)  # an analysis takes minutes to redo: keep a copy with it
         return analysis_id
 
-    def analyses(self) -> pd.DataFrame:
-        df = self._frame("SELECT * FROM analyses ORDER BY id DESC")
-        df["settings"] = [loads(s) for s in df["settings"]]
-        df["summary"] = [loads(s) for s in df["summary"]]
-        return df
+    def analyses(self) -> list[AnalysisRecord]:
+        """Every analysis stored, newest first."""
+        rows = self._read("SELECT * FROM analyses ORDER BY id DESC")
+        return [AnalysisRecord.from_dict(dict(r)) for r in rows]
 
-    def latest_analysis(self) -> dict[str, Any] | None:
+    def latest_analysis(self) -> AnalysisRecord | None:
         rows = self._read("SELECT * FROM analyses ORDER BY id DESC LIMIT 1")
-        if not rows:
-            return None
-        out = dict(rows[0])
-        out["settings"] = loads(out["settings"])
-        out["summary"] = loads(out["summary"])
-        return out
+        return AnalysisRecord.from_dict(dict(rows[0])) if rows else None
 
     def analysis_results(self, analysis_id: int | None = None) -> pd.DataFrame:
         """Per-row results of an analysis (default: the latest), joined with current state."""
@@ -214,9 +212,9 @@ class AnalysisMixin:
         if aid is None:
             return pd.DataFrame()
         df = self._frame(
-            "SELECT s.id AS sample_id, s.ext_id, s.text, s.original_label, s.label, s.split,"
-            " s.excluded, s.reviewed, s.reviewer, s.reviewed_at, r.label_used, r.predicted_label,"
-            " r.predicted_prob, r.given_prob, r.label_quality, r.is_label_issue,"
+            "SELECT s.id AS sample_id, s.ext_id, s.text, s.given_label, s.label, s.split,"
+            " s.excluded, s.reviewed, s.reviewer, s.reviewed_at, r.analyzed_label, r.predicted_label,"
+            " r.predicted_prob, r.analyzed_prob, r.label_quality, r.is_label_issue,"
             " r.is_outlier, r.outlier_score, r.dup_group, r.dup_conflict, r.consensus_label,"
             " r.consensus_quality FROM samples s LEFT JOIN analysis_results r"
             " ON r.sample_id = s.id AND r.analysis_id = ? ORDER BY s.id",
@@ -267,7 +265,7 @@ class AnalysisMixin:
             raise ValueError(f"array key {key!r} must be 1-200 letters, digits or _.=+-")
         return self.folder / "cache" / f"{key}.npy"
 
-    # -- the neighbour graph (label-independent; one per encoder) ---------------------------
+    # -- the neighbor graph (label-independent; one per encoder) ---------------------------
     def get_knn(self, model_key: str) -> tuple[np.ndarray, np.ndarray] | None:
         """The stored ``(indices, distances)`` arrays, each ``(n_samples, k)`` in sample-id
         order (int32 ids, float32 distances), or ``None`` when this encoder's graph is not
@@ -334,7 +332,7 @@ class AnalysisMixin:
 
         self._write(write)
 
-    def neighbours(
+    def neighbors(
         self, sample_id: int, *, k: int = 5, model_key: str | None = None
     ) -> pd.DataFrame:
         """The ``k`` nearest other samples of one sample with their *current* labels: what the
@@ -342,7 +340,7 @@ class AnalysisMixin:
         columns = ["sample_id", "text", "label", "distance", "reviewed", "excluded"]
         if model_key is None:
             latest = self.latest_analysis()
-            model_key = ((latest or {}).get("settings") or {}).get("model_key")
+            model_key = latest.settings.get("model_key") if latest is not None else None
         rows = self._read(
             "SELECT neighbor_ids, distances FROM knn WHERE model_key = ? AND sample_id = ?",
             (model_key or "", int(sample_id)),
@@ -365,7 +363,7 @@ class AnalysisMixin:
         current labels; groups whose members carry different labels come first.
 
         Returns the members of up to ``limit`` groups (columns dup_group, sample_id, text,
-        label, original_label, reviewed, excluded, conflicting) and the number of groups.
+        label, given_label, reviewed, excluded, conflicting) and the number of groups.
         """
         cond = "dup_group IS NOT NULL" + (" AND dup_conflict = 1" if conflicting_only else "")
         total = int(self._read(f"SELECT COUNT(DISTINCT dup_group) FROM samples WHERE {cond}")[0][0])
@@ -373,7 +371,7 @@ class AnalysisMixin:
             "WITH g AS (SELECT dup_group, COUNT(DISTINCT label) > 1 AS conflicting,"
             f" COUNT(*) AS size FROM samples WHERE {cond} GROUP BY dup_group"
             " ORDER BY conflicting DESC, size DESC, dup_group LIMIT ? OFFSET ?)"
-            " SELECT s.dup_group, s.id AS sample_id, s.ext_id, s.text, s.label, s.original_label,"
+            " SELECT s.dup_group, s.id AS sample_id, s.ext_id, s.text, s.label, s.given_label,"
             " s.reviewed, s.excluded, g.conflicting, g.size FROM g JOIN samples s"
             " ON s.dup_group = g.dup_group"
             " ORDER BY g.conflicting DESC, g.size DESC, g.dup_group, s.id",

@@ -37,6 +37,7 @@ from data.store.base import (
     database_problem,
     diagnose,
     forget_damage,
+    upgrade_schema,
 )
 
 log = logging.getLogger(__name__)
@@ -52,8 +53,10 @@ RETRY_AFTER_S = 60.0
 STALE_TMP_S = 3600.0
 EVENT_COLUMNS = (
     "id, sample_id, action, old_label, new_label, old_excluded, new_excluded, reviewer,"
-    " created_at, batch_id, undoes_batch"
+    " created_at, batch_id, undoes_batch, old_text, new_text"
 )
+# The same from a log older than schema version 5 (no text columns: no text events).
+_V4_EVENT_COLUMNS = EVENT_COLUMNS.replace("old_text, new_text", "NULL, NULL")
 
 
 @dataclass(frozen=True)
@@ -286,11 +289,12 @@ def salvage_events(
         return Salvage([], None)
     try:
         top = _highest_event_id(conn)
+        columns = _event_columns(conn)
         if top is not None:
-            rows = _read_tolerantly(conn, after_id + 1, top)
-            rows += _try(_read_range, conn, top + 1, 2**62) or []
+            rows = _read_tolerantly(conn, after_id + 1, top, columns)
+            rows += _try(_read_range, conn, top + 1, 2**62, columns) or []
         else:
-            rows = _scan_unbounded(conn, after_id + 1)
+            rows = _scan_unbounded(conn, after_id + 1, columns=columns)
     finally:
         conn.close()
     valid = [r for r in rows if _valid_event(r, label_names, sample_ids)]
@@ -320,15 +324,26 @@ def _try(fn, *args):
         return None
 
 
-def _read_range(conn: sqlite3.Connection, lo: int, hi: int) -> list[tuple]:
+def _event_columns(conn: sqlite3.Connection) -> str:
+    """What to select from this log's ``label_events``: :data:`EVENT_COLUMNS`, with NULL texts
+    when the file predates them (a damaged version-4 workspace that was never upgraded)."""
+    have = _try(lambda: {r[1] for r in conn.execute("PRAGMA table_info(label_events)")})
+    return _V4_EVENT_COLUMNS if have and "new_text" not in have else EVENT_COLUMNS
+
+
+def _read_range(
+    conn: sqlite3.Connection, lo: int, hi: int, columns: str = EVENT_COLUMNS
+) -> list[tuple]:
     if lo == hi:  # a point lookup: a range scan steps on to the next page, maybe a damaged one
-        sql = f"SELECT {EVENT_COLUMNS} FROM label_events WHERE id = ?"
+        sql = f"SELECT {columns} FROM label_events WHERE id = ?"
         return conn.execute(sql, (lo,)).fetchall()
-    sql = f"SELECT {EVENT_COLUMNS} FROM label_events WHERE id BETWEEN ? AND ? ORDER BY id"
+    sql = f"SELECT {columns} FROM label_events WHERE id BETWEEN ? AND ? ORDER BY id"
     return conn.execute(sql, (lo, hi)).fetchall()
 
 
-def _read_tolerantly(conn: sqlite3.Connection, lo: int, hi: int) -> list[tuple]:
+def _read_tolerantly(
+    conn: sqlite3.Connection, lo: int, hi: int, columns: str = EVENT_COLUMNS
+) -> list[tuple]:
     """Rows with ``lo <= id <= hi``: a range that fails is halved until single ids, so a
     damaged page loses only the rows it holds."""
     rows: list[tuple] = []
@@ -338,7 +353,7 @@ def _read_tolerantly(conn: sqlite3.Connection, lo: int, hi: int) -> list[tuple]:
         if a > b:
             continue
         try:
-            rows += _read_range(conn, a, b)
+            rows += _read_range(conn, a, b, columns)
         except sqlite3.Error:
             if a < b:
                 mid = (a + b) // 2
@@ -346,14 +361,16 @@ def _read_tolerantly(conn: sqlite3.Connection, lo: int, hi: int) -> list[tuple]:
     return rows
 
 
-def _scan_unbounded(conn: sqlite3.Connection, lo: int, chunk: int = 4096) -> list[tuple]:
+def _scan_unbounded(
+    conn: sqlite3.Connection, lo: int, chunk: int = 4096, *, columns: str = EVENT_COLUMNS
+) -> list[tuple]:
     """Without a known last id: read chunk after chunk until one reads cleanly and is empty,
     or 16 in a row yield nothing."""
     rows: list[tuple] = []
     barren = 0
     while barren < 16:
-        clean = _try(_read_range, conn, lo, lo + chunk - 1)
-        got = clean if clean is not None else _read_tolerantly(conn, lo, lo + chunk - 1)
+        clean = _try(_read_range, conn, lo, lo + chunk - 1, columns)
+        got = clean if clean is not None else _read_tolerantly(conn, lo, lo + chunk - 1, columns)
         if clean == []:
             break
         rows += got
@@ -364,7 +381,8 @@ def _scan_unbounded(conn: sqlite3.Connection, lo: int, chunk: int = 4096) -> lis
 
 def _valid_event(row: tuple, label_names: set[str], sample_ids: set[int]) -> bool:
     """A row that could be a real event (a damaged page can decode to garbage)."""
-    _, sample_id, action, old, new, old_ex, new_ex, reviewer, created, batch, undoes = row
+    _, sample_id, action, old, new, old_ex, new_ex, reviewer, created, batch, undoes = row[:11]
+    old_text, new_text = row[11:13]
     return (
         sample_id in sample_ids
         and action in ACTIONS
@@ -377,6 +395,9 @@ def _valid_event(row: tuple, label_names: set[str], sample_ids: set[int]) -> boo
         and isinstance(created, str)
         and isinstance(batch, str)
         and (undoes is None or isinstance(undoes, str))
+        and (old_text is None or isinstance(old_text, str))
+        and (new_text is None or isinstance(new_text, str))
+        and (action != "repair_text" or isinstance(new_text, str))
     )
 
 
@@ -481,9 +502,12 @@ def _build_restored(backup_path: Path, out: Path, events: list[tuple]) -> None:
         finally:
             src.close()
         conn.row_factory = sqlite3.Row
+        # A backup taken before an upgrade has the older schema: upgraded here, the way an
+        # open upgrades it, since rebuilding the state below reads the current column names.
+        upgrade_schema(conn)
         conn.execute("BEGIN IMMEDIATE")
         conn.executemany(
-            f"INSERT INTO label_events ({EVENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)", events
+            f"INSERT INTO label_events ({EVENT_COLUMNS}) VALUES ({','.join('?' * 13)})", events
         )
         LabelsMixin.rebuild_from_log(conn)
         conn.execute("COMMIT")

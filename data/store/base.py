@@ -19,13 +19,18 @@ import numpy as np
 import pandas as pd
 
 DB_NAME = "store.sqlite"
-SCHEMA_VERSION = 3
+# 3: other issue types and the neighbor graph; 4: the one vocabulary (given_label,
+# analyzed_label, analyzed_prob); 5: text repair events (given_text, the current text derived
+# from the log). Older workspaces are upgraded in place on open.
+SCHEMA_VERSION = 5
 
 # Label-setting actions: keep the label, take the model's suggestion, choose another, or settle
 # a conflict between reviewers. "undo" must stay last (apply_actions refuses it).
 LABEL_ACTIONS = ("confirm", "accept", "relabel", "resolve")
-ACTIONS = (*LABEL_ACTIONS, "exclude", "include", "undo")
-JOB_KINDS = ("analyze", "train", "experiment")
+# Text actions change a sample's text, never its label (Workspace.repair_texts writes them).
+TEXT_ACTIONS = ("repair_text",)
+ACTIONS = (*LABEL_ACTIONS, "exclude", "include", *TEXT_ACTIONS, "undo")
+JOB_KINDS = ("analyze", "train", "experiment", "adapt")
 JOB_STATUSES = ("queued", "running", "done", "failed", "cancelled")
 ORDERS = ("quality", "uncertainty", "random", "row")
 
@@ -324,12 +329,76 @@ def chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
         yield items[i : i + size]
 
 
-def job_dict(row: sqlite3.Row) -> dict[str, Any]:
-    out = dict(row)
-    for key in ("params", "progress", "result"):
-        out[key] = loads(out[key])
-    out["cancel_requested"] = bool(out["cancel_requested"])
-    return out
+# Schema versions an open upgrades in place (in one transaction; labels and history untouched).
+UPGRADABLE_VERSIONS = (2, 3, 4)
+
+
+def upgrade_schema(conn: sqlite3.Connection) -> bool:
+    """Bring a database of an older schema version to :data:`SCHEMA_VERSION`, in place and in
+    one transaction; returns whether it changed anything.
+
+    Version 3 added columns and tables (issue types beyond label errors, the neighbor graph).
+    Version 4 renamed columns to the one vocabulary (``samples.original_label`` ->
+    ``given_label``, ``analysis_results.label_used`` -> ``analyzed_label``, ``given_prob`` ->
+    ``analyzed_prob``) and the stored progress stage ``"neighbours"`` to ``"neighbors"``.
+    Version 5 added ``samples.given_text`` (filled from ``text``: nothing was repaired before)
+    and ``label_events.old_text``, ``new_text`` (NULL: the old events leave the text alone).
+    Every step checks what is there first, so a second run (another process opening the same
+    workspace at once, a restore of an old backup) changes nothing. The caller's connection
+    must be in autocommit mode (``isolation_level=None``), as the store's are.
+    """
+    from data.store.schema import (
+        V3_RESULT_COLUMNS,
+        V3_SAMPLE_COLUMNS,
+        V3_TABLES,
+        V4_RENAMED_COLUMNS,
+        V5_EVENT_COLUMNS,
+        V5_SAMPLE_COLUMNS,
+    )
+
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        version = json.loads(row[0])
+        if version not in UPGRADABLE_VERSIONS:  # upgraded meanwhile, or not ours to upgrade
+            conn.execute("ROLLBACK")
+            return False
+
+        def columns(table: str) -> set[str]:
+            return {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+
+        new_given_text = "given_text" not in columns("samples")
+        for table, added in (
+            ("samples", V3_SAMPLE_COLUMNS),
+            ("analysis_results", V3_RESULT_COLUMNS),
+            ("samples", V5_SAMPLE_COLUMNS),
+            ("label_events", V5_EVENT_COLUMNS),
+        ):
+            have = columns(table)
+            for name, kind in added:
+                if name not in have:
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+        for statement in V3_TABLES.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        for table, old, new in V4_RENAMED_COLUMNS:
+            have = columns(table)
+            if old in have and new not in have:
+                conn.execute(f"ALTER TABLE {table} RENAME COLUMN {old} TO {new}")
+        conn.execute(
+            "UPDATE jobs SET progress = json_set(progress, '$.stage', 'neighbors')"
+            " WHERE json_valid(progress) AND json_extract(progress, '$.stage') = 'neighbours'"
+        )
+        if new_given_text:
+            conn.execute("UPDATE samples SET given_text = text")
+        conn.execute(
+            "UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),)
+        )
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return True
 
 
 class StoreBase:
@@ -350,8 +419,12 @@ class StoreBase:
             )
         self._lock = threading.RLock()
         self._conn, version = self._open_checked()
-        if version == 2:
-            self._migrate_from_2()
+        if version in UPGRADABLE_VERSIONS:
+            try:
+                upgrade_schema(self._conn)
+            except BaseException:
+                self._conn.close()
+                raise
             version = SCHEMA_VERSION
         if version != SCHEMA_VERSION:
             self._conn.close()
@@ -360,33 +433,6 @@ class StoreBase:
                 f"reads version {SCHEMA_VERSION}. Export it with the version that made it, then "
                 "import the export into a new workspace."
             )
-
-    def _migrate_from_2(self) -> None:
-        # Version 3 only adds columns and tables, so a version-2 workspace is upgraded in place,
-        # in one transaction; its labels and history are untouched.
-        from data.store.schema import V3_RESULT_COLUMNS, V3_SAMPLE_COLUMNS, V3_TABLES
-
-        conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for table, columns in (
-                ("samples", V3_SAMPLE_COLUMNS),
-                ("analysis_results", V3_RESULT_COLUMNS),
-            ):
-                have = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
-                for name, kind in columns:
-                    if name not in have:
-                        conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
-            for statement in V3_TABLES.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
-            conn.execute(
-                "UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),)
-            )
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
 
     # -- opening ---------------------------------------------------------------------------
     def _open_checked(self) -> tuple[sqlite3.Connection, Any]:
@@ -484,13 +530,14 @@ class StoreBase:
 
     def counts(self) -> dict[str, int]:
         """Row counts: total, per split, reviewed, changed, excluded, encoding-fixed, in the
-        double-review set, conflicting."""
+        double-review set, conflicting, text repaired (current text differs from the given)."""
         row = self._read(
             "SELECT COUNT(*) AS n,"
             " SUM(split = 'train') AS train, SUM(split = 'test') AS test,"
             " SUM(split = 'validation') AS validation, SUM(reviewed) AS reviewed,"
-            " SUM(label != original_label) AS changed, SUM(excluded) AS excluded,"
-            " SUM(encoding_fixed) AS encoding_fixed, SUM(overlap) AS overlap, SUM(conflict) AS conflict"
+            " SUM(label != given_label) AS changed, SUM(excluded) AS excluded,"
+            " SUM(encoding_fixed) AS encoding_fixed, SUM(overlap) AS overlap, SUM(conflict) AS conflict,"
+            " SUM(text != given_text) AS repaired"
             " FROM samples"
         )[0]
         return {k: int(row[k] or 0) for k in row.keys()}
@@ -502,5 +549,6 @@ class StoreBase:
         return table.reindex(self.label_names, fill_value=0)
 
     def label_version(self) -> int:
-        """The id of the last label event (0 before any review): names a version of the labels."""
+        """The id of the last event (0 before any review): names a version of the labels (and
+        of the texts: a text repair is an event too)."""
         return int(self._read("SELECT COALESCE(MAX(id), 0) FROM label_events")[0][0])

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from data.records import RunRecord
-from data.store.base import JOB_KINDS, JOB_STATUSES, StoreError, job_dict, now, to_json
+from data.records import JobRecord, RunRecord
+from data.store.base import JOB_KINDS, JOB_STATUSES, StoreError, now, to_json
 
 
 class JobsMixin:
@@ -47,13 +47,14 @@ class JobsMixin:
         rows = self._read("SELECT cancel_requested FROM jobs WHERE id = ?", (job_id,))
         return bool(rows and rows[0][0])
 
-    def job(self, job_id: int) -> dict[str, Any]:
+    def job(self, job_id: int) -> JobRecord:
         rows = self._read("SELECT * FROM jobs WHERE id = ?", (int(job_id),))
         if not rows:
             raise StoreError(f"No job {job_id} in workspace {self.name}.")
-        return job_dict(rows[0])
+        return JobRecord.from_dict(dict(rows[0]))
 
-    def jobs(self, *, kind: str | None = None, active: bool | None = None) -> list[dict]:
+    def jobs(self, *, kind: str | None = None, active: bool | None = None) -> list[JobRecord]:
+        """Jobs (of one kind; active = queued or running, or not), newest first."""
         sql, params = "SELECT * FROM jobs", []
         where = []
         if kind is not None:
@@ -67,7 +68,7 @@ class JobsMixin:
             )
         if where:
             sql += " WHERE " + " AND ".join(where)
-        return [job_dict(r) for r in self._read(sql + " ORDER BY id DESC", params)]
+        return [JobRecord.from_dict(dict(r)) for r in self._read(sql + " ORDER BY id DESC", params)]
 
     # -- training runs --------------------------------------------------------------------
     def create_run(

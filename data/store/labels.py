@@ -1,4 +1,10 @@
-"""Samples and their label events: relabel, exclude, bulk actions, undo, the log."""
+"""Samples and their events: relabel, exclude, bulk actions, text repairs, undo, the log.
+
+One append-only log (``label_events``) holds label events and text events (``repair_text``):
+a row's current label, exclusion and text are all derived from it (:func:`derive_state`). A
+text event carries the row's label unchanged and a label event carries no text, so undoing one
+kind never reverts the other.
+"""
 
 from __future__ import annotations
 
@@ -10,20 +16,29 @@ from typing import Any
 
 import pandas as pd
 
-from data.store.base import ACTIONS, LABEL_ACTIONS, StoreError, check_reviewer, chunks, now
+from data.store.base import (
+    ACTIONS,
+    LABEL_ACTIONS,
+    TEXT_ACTIONS,
+    StoreError,
+    check_reviewer,
+    chunks,
+    now,
+)
 
 
 class LabelsMixin:
     def samples(self, *, ids: Sequence[int] | None = None, with_meta: bool = False) -> pd.DataFrame:
         """Rows with their current state, in import order.
 
-        Columns: id, ext_id, text, original_label, label, split, excluded, reviewed, reviewer,
-        reviewed_at, n_reviewers, conflict, encoding_fixed (and ``meta`` as dicts when
-        ``with_meta``).
+        Columns: id, ext_id, text (current), given_text (as imported), given_label, label,
+        split, excluded, reviewed, reviewer, reviewed_at, n_reviewers, conflict,
+        encoding_fixed (and ``meta`` as dicts when ``with_meta``).
         """
         cols = (
-            "id, ext_id, text, original_label, label, split, excluded, reviewed, reviewer,"
-            " reviewed_at, n_reviewers, conflict, encoding_fixed" + (", meta" if with_meta else "")
+            "id, ext_id, text, given_text, given_label, label, split, excluded, reviewed,"
+            " reviewer, reviewed_at, n_reviewers, conflict, encoding_fixed"
+            + (", meta" if with_meta else "")
         )
         if ids is None:
             df = self._frame(f"SELECT {cols} FROM samples ORDER BY id")
@@ -114,9 +129,13 @@ class LabelsMixin:
         reviewer = check_reviewer(reviewer)
         actions = list(actions)
         labels = set(self.label_names)
+        valid = [a for a in ACTIONS if a != "undo" and a not in TEXT_ACTIONS]
         for sample_id, action, label in actions:
-            if action not in ACTIONS or action == "undo":
-                raise ValueError(f"Unknown action {action!r}; valid: {list(ACTIONS[:-1])}.")
+            if action not in valid:
+                raise ValueError(
+                    f"Unknown action {action!r}; valid: {valid} (texts are repaired with "
+                    "repair_texts, undone with undo)."
+                )
             if action in LABEL_ACTIONS and label not in labels:
                 raise ValueError(
                     f"Unknown label {label!r} for sample {sample_id}; valid: {sorted(labels)}."
@@ -133,29 +152,42 @@ class LabelsMixin:
         reviewer: str,
         batch_id: str,
         undoes_batch: str | None,
-        restore: dict[int, tuple[str, int]] | None = None,
+        restore: dict[int, tuple[str | None, int | None, str | None]] | None = None,
     ) -> list[int]:
+        """Append ``(sample_id, action, value)`` events (``value``: the label of a label action,
+        the new text of ``repair_text``) and refresh each row's derived state. An ``undo``
+        takes ``restore[sample_id] = (label, excluded, text)``, None where it keeps the current
+        value."""
         ts = now()
         event_ids = []
-        for sample_id, action, label in actions:
+        texts_changed = False
+        for sample_id, action, value in actions:
             row = conn.execute(
-                "SELECT label, excluded FROM samples WHERE id = ?", (int(sample_id),)
+                "SELECT label, excluded, text FROM samples WHERE id = ?", (int(sample_id),)
             ).fetchone()
             if row is None:
                 raise StoreError(f"No sample with id {sample_id}; nothing was changed.")
             old_label, old_excl = row["label"], int(row["excluded"])
+            new_label, new_excl = old_label, old_excl
+            old_text = new_text = None
             if action == "undo":
-                new_label, new_excl = restore[int(sample_id)]
+                label, excl, text = restore[int(sample_id)]
+                new_label = old_label if label is None else label
+                new_excl = old_excl if excl is None else int(excl)
+                if text is not None:
+                    old_text, new_text = row["text"], text
             elif action == "exclude":
-                new_label, new_excl = old_label, 1
+                new_excl = 1
             elif action == "include":
-                new_label, new_excl = old_label, 0
+                new_excl = 0
+            elif action in TEXT_ACTIONS:
+                old_text, new_text = row["text"], value
             else:
-                new_label, new_excl = label, old_excl
+                new_label = value
             cur = conn.execute(
                 "INSERT INTO label_events (sample_id, action, old_label, new_label, old_excluded,"
-                " new_excluded, reviewer, created_at, batch_id, undoes_batch)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?)",
+                " new_excluded, reviewer, created_at, batch_id, undoes_batch, old_text, new_text)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     int(sample_id),
                     action,
@@ -167,33 +199,51 @@ class LabelsMixin:
                     ts,
                     batch_id,
                     undoes_batch,
+                    old_text,
+                    new_text,
                 ),
             )
             event_ids.append(int(cur.lastrowid))
-            self._refresh_state(conn, int(sample_id))
+            texts_changed |= self._refresh_state(conn, int(sample_id))
+        if texts_changed:
+            # The neighbor graph was built from the old texts: the next analysis rebuilds it.
+            conn.execute("DELETE FROM knn")
         return event_ids
 
     @staticmethod
-    def _refresh_state(conn: sqlite3.Connection, sample_id: int) -> None:
-        """Recompute one sample's materialised state from its events (the log is the truth)."""
+    def _refresh_state(conn: sqlite3.Connection, sample_id: int, *, fts: bool = True) -> bool:
+        """Recompute one sample's materialised state from its events (the log is the truth);
+        returns whether its current text changed. ``fts``: update the row's entry in the text
+        search index too (a caller that rebuilds the whole index passes False)."""
         events = conn.execute(
-            "SELECT e.action, e.new_label, e.new_excluded, e.reviewer, e.created_at,"
+            "SELECT e.action, e.new_label, e.new_excluded, e.reviewer, e.created_at, e.new_text,"
             " EXISTS (SELECT 1 FROM label_events u WHERE u.undoes_batch = e.batch_id) AS undone"
             " FROM label_events e WHERE e.sample_id = ? ORDER BY e.id",
             (sample_id,),
         ).fetchall()
-        original = conn.execute(
-            "SELECT original_label FROM samples WHERE id = ?", (sample_id,)
-        ).fetchone()[0]
-        state = derive_state(original, [dict(e) for e in events])
+        given_label, given_text, text = conn.execute(
+            "SELECT given_label, given_text, text FROM samples WHERE id = ?", (sample_id,)
+        ).fetchone()
+        state = derive_state(given_label, [dict(e) for e in events], given_text=given_text)
         conn.execute(
             "UPDATE samples SET label = :label, excluded = :excluded, reviewed = :reviewed,"
             " reviewer = :reviewer, reviewed_at = :reviewed_at, n_reviewers = :n_reviewers,"
-            " conflict = :conflict,"
+            " conflict = :conflict, text = :text,"
             " disagrees = (predicted_label IS NOT NULL AND predicted_label != :label)"
             " WHERE id = :id",
             {**state, "id": sample_id},
         )
+        if state["text"] == text:
+            return False
+        if fts:  # an external-content index: delete the old entry with its old text
+            conn.execute(
+                "INSERT INTO samples_fts (samples_fts, rowid, text) VALUES ('delete', ?, ?)",
+                (sample_id, text),
+            )
+            conn.execute(
+                "INSERT INTO samples_fts (rowid, text) VALUES (?, ?)", (sample_id, state["text"])
+            )
+        return True
 
     def rebuild_state(self) -> None:
         """Recompute every sample's current state from the event log alone."""
@@ -203,13 +253,26 @@ class LabelsMixin:
     def rebuild_from_log(cls, conn: sqlite3.Connection) -> None:
         """:meth:`rebuild_state` inside the caller's transaction (a restore uses it on a
         database that is not open as a Workspace yet)."""
+
+        def differing() -> dict[int, str]:
+            sql = "SELECT id, text FROM samples WHERE text != given_text"
+            return {int(r[0]): r[1] for r in conn.execute(sql)}
+
+        before = differing()
         conn.execute(
-            "UPDATE samples SET label = original_label, excluded = 0, reviewed = 0,"
+            "UPDATE samples SET label = given_label, excluded = 0, reviewed = 0,"
             " reviewer = NULL, reviewed_at = NULL, n_reviewers = 0, conflict = 0,"
-            " disagrees = (predicted_label IS NOT NULL AND predicted_label != original_label)"
+            " disagrees = (predicted_label IS NOT NULL AND predicted_label != given_label)"
         )
+        if before:
+            conn.execute("UPDATE samples SET text = given_text WHERE text != given_text")
         for (sample_id,) in conn.execute("SELECT DISTINCT sample_id FROM label_events").fetchall():
-            cls._refresh_state(conn, int(sample_id))
+            cls._refresh_state(conn, int(sample_id), fts=False)
+        if differing() != before:
+            # Texts changed (or were not what the log says): the search index and the
+            # neighbor graph follow the texts.
+            conn.execute("INSERT INTO samples_fts (samples_fts) VALUES ('rebuild')")
+            conn.execute("DELETE FROM knn")
 
     def undo(self, *, reviewer: str) -> list[int]:
         """Revert ``reviewer``'s last action (a whole batch) by appending events.
@@ -234,14 +297,19 @@ class LabelsMixin:
             return []
         batch = row["batch_id"]
         events = conn.execute(
-            "SELECT sample_id, old_label, old_excluded FROM label_events WHERE batch_id = ?"
-            " ORDER BY id DESC",
+            "SELECT sample_id, action, old_label, old_excluded, old_text FROM label_events"
+            " WHERE batch_id = ? ORDER BY id DESC",
             (batch,),
         ).fetchall()
         # A batch touches each sample once; restoring in reverse order handles repeats anyway.
-        restore: dict[int, tuple[str, int]] = {}
+        # A text event's undo restores the text and keeps the current label; a label event's
+        # undo restores the label and exclusion and keeps the current text.
+        restore: dict[int, tuple[str | None, int | None, str | None]] = {}
         for e in events:
-            restore[int(e["sample_id"])] = (e["old_label"], int(e["old_excluded"]))
+            if e["action"] in TEXT_ACTIONS:
+                restore[int(e["sample_id"])] = (None, None, e["old_text"])
+            else:
+                restore[int(e["sample_id"])] = (e["old_label"], int(e["old_excluded"]), None)
         actions = [(sid, "undo", None) for sid in restore]
         return self._append_events(conn, actions, reviewer, uuid.uuid4().hex, batch, restore)
 
@@ -269,13 +337,18 @@ class LabelsMixin:
         return self._frame(sql, params)
 
 
-def derive_state(original_label: str, events: list[dict[str, Any]]) -> dict[str, Any]:
+def derive_state(
+    given_label: str, events: list[dict[str, Any]], *, given_text: str | None = None
+) -> dict[str, Any]:
     """A sample's current state from its events, oldest first.
 
-    The last event sets the label and exclusion (an ``undo`` event restores the earlier ones).
-    A sample is reviewed while it has an action that was not undone; its reviewer is the one
-    of the latest such action. It is *conflicting* when, since the last ``resolve``, reviewers'
-    latest labels differ: the later one wins, and the sample is marked for a look.
+    The last event sets the label and exclusion (an ``undo`` event restores the earlier ones;
+    a text event carries them unchanged). The text is the ``new_text`` of the last event that
+    has one (a ``repair_text`` or its undo), else ``given_text``. A sample is reviewed while it
+    has a label or exclusion action that was not undone (a text repair is not a label review);
+    its reviewer is the one of the latest such action. It is *conflicting* when, since the last
+    ``resolve``, reviewers' latest labels differ: the later one wins, and the sample is marked
+    for a look.
 
     >>> derive_state("pos", [])["label"]
     'pos'
@@ -285,18 +358,25 @@ def derive_state(original_label: str, events: list[dict[str, Any]]) -> dict[str,
     >>> s["label"], s["conflict"], s["n_reviewers"]
     ('pos', 1, 2)
     """
+    texts = [e["new_text"] for e in events if e.get("new_text") is not None]
+    text = texts[-1] if texts else given_text
     if not events:
         return {
-            "label": original_label,
+            "label": given_label,
             "excluded": 0,
             "reviewed": 0,
             "reviewer": None,
             "reviewed_at": None,
             "n_reviewers": 0,
             "conflict": 0,
+            "text": text,
         }
     last = events[-1]
-    effective = [e for e in events if e["action"] != "undo" and not e["undone"]]
+    effective = [
+        e
+        for e in events
+        if e["action"] != "undo" and e["action"] not in TEXT_ACTIONS and not e["undone"]
+    ]
     latest_by_reviewer: dict[str, str] = {}
     for e in effective:
         if e["action"] == "resolve":
@@ -311,4 +391,5 @@ def derive_state(original_label: str, events: list[dict[str, Any]]) -> dict[str,
         "reviewed_at": effective[-1]["created_at"] if effective else None,
         "n_reviewers": len({e["reviewer"] for e in effective}),
         "conflict": int(len(set(latest_by_reviewer.values())) > 1),
+        "text": text,
     }

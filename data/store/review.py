@@ -25,7 +25,7 @@ _ORDER_SQL = {
     "row": " ORDER BY s.id",
 }
 _PAGE_COLUMNS = (
-    "s.id AS sample_id, s.ext_id, s.text, s.original_label, s.label, s.split, s.excluded,"
+    "s.id AS sample_id, s.ext_id, s.text, s.given_label, s.label, s.split, s.excluded,"
     " s.reviewed, s.reviewer, s.reviewed_at, s.n_reviewers, s.conflict, s.overlap,"
     " s.encoding_fixed, s.predicted_label, s.predicted_prob, s.label_quality, s.is_label_issue,"
     " s.is_outlier, s.outlier_score, s.dup_group, s.dup_conflict"
@@ -107,7 +107,7 @@ class ReviewMixin:
             where.append(
                 "(s.reviewed = 0 OR (s.overlap = 1 AND s.n_reviewers < 2 AND NOT EXISTS ("
                 "SELECT 1 FROM label_events e WHERE e.sample_id = s.id AND e.reviewer = ?"
-                " AND e.action != 'undo')))"
+                " AND e.action NOT IN ('undo', 'repair_text'))))"
             )
             params.append(for_reviewer)
         if ids is not None:
@@ -290,7 +290,7 @@ class ReviewMixin:
         excluded), and not yet reviewed. The input to ``curation.reviewing.remaining_errors``."""
         row = self._read(
             "SELECT SUM(reviewed) AS reviewed,"
-            " SUM(reviewed AND (label != original_label OR excluded)) AS errors,"
+            " SUM(reviewed AND (label != given_label OR excluded)) AS errors,"
             " SUM(NOT reviewed) AS unreviewed FROM samples WHERE is_label_issue = 1"
         )[0]
         return {k: int(row[k] or 0) for k in ("reviewed", "errors", "unreviewed")}
@@ -304,8 +304,9 @@ class ReviewMixin:
         until: str | None = None,
         limit: int | None = None,
     ) -> pd.DataFrame:
-        """The event log joined with each sample's id and text, newest first, filtered by
-        reviewer, action and ISO time bounds (``since`` inclusive, ``until`` exclusive)."""
+        """The event log joined with each sample's id and current text, newest first, filtered
+        by reviewer, action and ISO time bounds (``since`` inclusive, ``until`` exclusive).
+        ``old_text``, ``new_text``: a text event's text before and after (else empty)."""
         where, params = [], []
         for value, sql in (
             (reviewer, "e.reviewer = ?"),
@@ -321,7 +322,8 @@ class ReviewMixin:
         return self._frame(
             "SELECT e.id AS event_id, e.created_at, e.reviewer, e.action, s.ext_id, e.sample_id,"
             " e.old_label, e.new_label, e.old_excluded, e.new_excluded, e.batch_id,"
-            " e.undoes_batch, s.text FROM label_events e JOIN samples s ON s.id = e.sample_id"
+            " e.undoes_batch, s.text, e.old_text, e.new_text"
+            " FROM label_events e JOIN samples s ON s.id = e.sample_id"
             f"{clause} ORDER BY e.id DESC{tail}",
             params,
         )

@@ -1,4 +1,6 @@
-"""The database schema (one version; `Workspace.create` writes it)."""
+"""The database schema (one version; `Workspace.create` writes it), and what opening an
+older workspace changes (:data:`V3_SAMPLE_COLUMNS`.., :data:`V4_RENAMED_COLUMNS`,
+:data:`V5_SAMPLE_COLUMNS`, :data:`V5_EVENT_COLUMNS`)."""
 
 # Added in schema version 3 (issue types beyond label errors, the neighbour graph); kept apart
 # so that opening a version-2 workspace can add exactly these.
@@ -33,13 +35,31 @@ CREATE TABLE IF NOT EXISTS knn (
 ) WITHOUT ROWID;
 """
 
+# Schema version 4 speaks the project's one vocabulary (README, "Words"): columns named
+# otherwise before are renamed in place when a version-3 workspace is opened.
+V4_RENAMED_COLUMNS = (
+    ("samples", "original_label", "given_label"),
+    ("analysis_results", "label_used", "analyzed_label"),
+    ("analysis_results", "given_prob", "analyzed_prob"),
+)
+
+# Schema version 5: text repair as reviewable events. ``samples.given_text`` keeps the text as
+# imported; ``samples.text`` becomes the current text, derived from the log like the label.
+# ``label_events`` gains the text before and after a ``repair_text`` event (and its undo);
+# NULL for events that leave the text alone. Opening a version-4 workspace adds them (and
+# fills ``given_text`` from ``text``: nothing was repaired before version 5).
+V5_SAMPLE_COLUMNS = (("given_text", "TEXT NOT NULL DEFAULT ''"),)
+V5_EVENT_COLUMNS = (("old_text", "TEXT"), ("new_text", "TEXT"))
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS samples (
     id INTEGER PRIMARY KEY,
     ext_id TEXT NOT NULL UNIQUE,
+    -- the current text, derived from label_events like the label (repair_text events); the
+    -- text as imported is given_text (schema version 5, the last column)
     text TEXT NOT NULL,
-    original_label TEXT NOT NULL,
+    given_label TEXT NOT NULL,
     split TEXT NOT NULL,
     meta TEXT,
     encoding_fixed INTEGER NOT NULL DEFAULT 0,
@@ -65,7 +85,8 @@ CREATE TABLE IF NOT EXISTS samples (
     is_outlier INTEGER NOT NULL DEFAULT 0,
     outlier_score REAL,
     dup_group INTEGER,
-    dup_conflict INTEGER NOT NULL DEFAULT 0
+    dup_conflict INTEGER NOT NULL DEFAULT 0,
+    given_text TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS samples_label ON samples(label, label_quality);
 CREATE INDEX IF NOT EXISTS samples_split ON samples(split, label_quality);
@@ -76,13 +97,16 @@ CREATE INDEX IF NOT EXISTS samples_disagrees ON samples(disagrees, label_quality
 CREATE INDEX IF NOT EXISTS samples_prob ON samples(predicted_prob);
 CREATE INDEX IF NOT EXISTS samples_rand ON samples(rand);
 CREATE INDEX IF NOT EXISTS samples_conflict ON samples(conflict) WHERE conflict = 1;
-{V3_INDEXES}-- Substring search over the text without scanning every row (trigram index; text never changes).
+{V3_INDEXES}-- Substring search over the current text without scanning every row (trigram index; a
+-- text repair updates the row's entry).
 CREATE VIRTUAL TABLE IF NOT EXISTS samples_fts USING fts5(
     text, content='samples', content_rowid='id', tokenize='trigram'
 );
 CREATE TABLE IF NOT EXISTS label_events (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     sample_id INTEGER NOT NULL REFERENCES samples(id),
+    -- old_text, new_text (schema version 5): the text before and after a repair_text event
+    -- or its undo; NULL for the events that leave the text alone
     action TEXT NOT NULL,
     old_label TEXT NOT NULL,
     new_label TEXT NOT NULL,
@@ -91,7 +115,9 @@ CREATE TABLE IF NOT EXISTS label_events (
     reviewer TEXT NOT NULL,
     created_at TEXT NOT NULL,
     batch_id TEXT NOT NULL,
-    undoes_batch TEXT
+    undoes_batch TEXT,
+    old_text TEXT,
+    new_text TEXT
 );
 CREATE INDEX IF NOT EXISTS events_sample ON label_events(sample_id, id);
 CREATE INDEX IF NOT EXISTS events_reviewer ON label_events(reviewer, id);
@@ -114,10 +140,10 @@ CREATE TABLE IF NOT EXISTS analyses (
 CREATE TABLE IF NOT EXISTS analysis_results (
     analysis_id INTEGER NOT NULL REFERENCES analyses(id),
     sample_id INTEGER NOT NULL REFERENCES samples(id),
-    label_used TEXT NOT NULL,
+    analyzed_label TEXT NOT NULL,
     predicted_label TEXT NOT NULL,
     predicted_prob REAL NOT NULL,
-    given_prob REAL NOT NULL,
+    analyzed_prob REAL NOT NULL,
     label_quality REAL NOT NULL,
     is_label_issue INTEGER NOT NULL,
     {V3_RESULT_COLUMNS}

@@ -17,9 +17,12 @@ from data.store.jobs import JobsMixin
 from data.store.labels import LabelsMixin
 from data.store.review import ReviewMixin
 from data.store.schema import SCHEMA
+from data.store.texts import TextsMixin
 
 
-class Workspace(LabelsMixin, ReviewMixin, AnalysisMixin, JobsMixin, BackupMixin, StoreBase):
+class Workspace(
+    LabelsMixin, TextsMixin, ReviewMixin, AnalysisMixin, JobsMixin, BackupMixin, StoreBase
+):
     """One imported dataset and everything done to it, in a folder.
 
     Thread-safe within a process (one connection behind a lock, because Streamlit serves
@@ -71,11 +74,12 @@ class Workspace(LabelsMixin, ReviewMixin, AnalysisMixin, JobsMixin, BackupMixin,
                 frame["encoding_fixed"].astype(int),
                 frame["label"],
                 rand.tolist(),
+                frame["text"],
                 strict=True,
             )
             conn.executemany(
-                "INSERT INTO samples (id, ext_id, text, original_label, split, meta,"
-                " encoding_fixed, label, rand) VALUES (?,?,?,?,?,?,?,?,?)",
+                "INSERT INTO samples (id, ext_id, text, given_label, split, meta,"
+                " encoding_fixed, label, rand, given_text) VALUES (?,?,?,?,?,?,?,?,?,?)",
                 rows,
             )
             conn.execute("INSERT INTO samples_fts(samples_fts) VALUES ('rebuild')")

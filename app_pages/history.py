@@ -1,7 +1,8 @@
 """Run history: every run with its config, data version, scores and status; compare runs.
 
-Pick two or more runs to overlay their loss curves, see their metrics with the differences
-from the first one picked, and see which settings and data differ between them.
+Pick one finished run to see its confusion matrix and ROC curves. Pick two or more runs to
+overlay their loss curves and ROC curves (or see them side by side), see their metrics with
+the differences from the first one picked, and see which settings and data differ between them.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import pandas as pd
 import streamlit as st
 
 from app_pages.figures import METRIC_LABELS, loss_figure, run_title
+from app_pages.run_charts import roc_chart, run_charts
 from app_pages.training_form import TECHNIQUE_LABELS
 from app_pages.workspace import require_workspace
 from data.records import RunRecord
@@ -205,9 +207,18 @@ st.caption(
     "fingerprint of the training row ids."
 )
 
-st.subheader("Compare runs")
 by_id = {r.id: r for r in runs}
 finished = [r.id for r in runs if r.done]
+st.subheader("One run")
+if finished:
+    detail = st.selectbox(
+        "Run", finished, format_func=lambda i: run_title(by_id[i]), key="runs_detail"
+    )
+    run_charts(by_id[detail], key="detail")
+else:
+    st.caption("No finished runs yet.")
+
+st.subheader("Compare runs")
 picked = st.multiselect(
     "Runs to compare (the first one is the reference)",
     [r.id for r in runs],
@@ -224,6 +235,13 @@ figure = loss_curves(chosen)
 if figure is not None:
     st.markdown("**Loss curves** (solid: training, dashed: validation)")
     st.plotly_chart(figure, width="stretch", key="compare_loss")
+
+done_chosen = [r for r in chosen if r.done]
+if done_chosen:
+    left, right = st.columns([3, 1])
+    left.markdown("**ROC curves** on the test split (AUC in the legend)")
+    side = right.toggle("Side by side", key="compare_roc_side")
+    roc_chart(done_chosen, key="compare_roc", side_by_side=side)
 
 st.markdown(f"**Metrics**, with the difference from run {picked[0]}")
 metrics = metrics_table(chosen)

@@ -1,0 +1,89 @@
+"""What launching a training plan would run, and roughly how long it would take.
+
+Shared by the Train page (a run or an experiment) and the Charts page (the learning-rate
+sweep): :func:`plan_summary` counts the rows of each planned run, :func:`plan_seconds` turns
+them into a duration from this machine's measured speeds (:mod:`runtime.estimates`), else the
+rough defaults below.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import streamlit as st
+
+from app_pages.workspace import open_workspace
+from runtime.estimates import estimate_seconds
+from training.config import TrainingConfig
+from training.experiments import eval_ids
+from training.finetune import speed_identity
+from training.runs import plan, split_ids, validation_split, verified_ids
+
+# Training and scoring throughput (rows/s, batch 32, max length 64) assumed until this machine
+# has measured its own (runtime.estimates; every finished run records it): CPU figures from
+# bench/results/ (training-cpu2, loop-*) and small demo runs, rounded; the GPU speed-up is a
+# conservative guess.
+CPU_TRAIN_ROWS_PER_SECOND = {"full": 75.0, "lora": 120.0, "head": 220.0}
+CPU_PREDICT_ROWS_PER_SECOND = 370.0
+GPU_SPEEDUP = 20.0
+RUN_OVERHEAD_SECONDS = 6.0  # load the model, save it, write the record
+# The settings that change which rows a plan picks (the plan cache's key; ~1 s per miss at 38k).
+PLAN_FIELDS = ("seed", "max_train_samples", "max_eval_samples", "validation_fraction")
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def plan_summary(
+    folder: str, label_version: int, experiment: str, config: dict, options: str
+) -> dict[str, Any]:
+    """What launching would run: rows per run and the shared evaluation rows (cached per
+    label version, since the plan reads every row)."""
+    ws = open_workspace(folder)
+    cfg = TrainingConfig.from_dict(config)
+    train, test = split_ids(ws)
+    train, validation, _ = validation_split(ws, train, config=cfg)
+    specs = plan(ws, experiment, config=cfg, train_ids=train, **json.loads(options))
+    return {
+        "train_rows": [len(s.train_ids) for s in specs],
+        "eval_rows": len(eval_ids(test, seed=cfg.seed, cap=cfg.max_eval_samples)),
+        "verified_rows": len(verified_ids(ws, test)),
+        "validation_rows": len(validation),
+    }
+
+
+def summarise(ws: Any, experiment: str, config: TrainingConfig, options: dict) -> dict[str, Any]:
+    """:func:`plan_summary` of ``experiment`` on ``ws`` with ``config`` and ``options``."""
+    return plan_summary(
+        str(ws.folder),
+        ws.label_version(),
+        experiment,
+        {k: getattr(config, k) for k in PLAN_FIELDS},
+        json.dumps(options, sort_keys=True),
+    )
+
+
+def plan_seconds(summary: dict[str, Any], config: TrainingConfig) -> float:
+    """A rough duration of the plan's runs: training rows x epochs at this machine's measured
+    training speed (else the default), plus scoring and validation passes and overhead."""
+    train, predict = speed_identity(config, "train"), speed_identity(config, "predict")
+    speedup = GPU_SPEEDUP if train["device"] == "cuda" else 1.0
+    scored = summary["eval_rows"] + summary["verified_rows"] + 16  # + before/after rows
+    total = 0.0
+    for rows in summary["train_rows"]:
+        steps = rows * config.epochs / (config.batch_size * config.gradient_accumulation_steps)
+        evaluations = config.epochs if config.eval_steps is None else steps / config.eval_steps
+        validation = summary["validation_rows"] * max(1.0, evaluations)
+        total += estimate_seconds(
+            "train",
+            rows * config.epochs,
+            **train,
+            default_rate=CPU_TRAIN_ROWS_PER_SECOND[config.technique] * speedup,
+            overhead_seconds=RUN_OVERHEAD_SECONDS,
+        )
+        total += estimate_seconds(
+            "predict",
+            scored + validation,
+            **predict,
+            default_rate=CPU_PREDICT_ROWS_PER_SECOND * speedup,
+        )
+    return total
