@@ -26,8 +26,6 @@ from runtime.progress import Cancelled, Progress, RateMeter, poller, stoppable
 # checks use the first 10 (their default), the review card shows the first 5.
 KNN_K = 30
 DATALAB_K = 10
-# Methods that use the text (TF-IDF) features.
-_TEXT_METHODS = ("ensemble", "text", "finetune+ensemble")
 # From this many rows on, embeddings are held in float16: 1.36M x 384 float32 vectors alone
 # would be 2.1 GB. Below it results stay bit-for-bit those of float32.
 HALF_PRECISION_ROWS = 250_000
@@ -121,15 +119,16 @@ def analyze(
     should_stop
         Polled (at most every 0.2 s) between batches, blocks and steps; when it returns True
         the analysis stops within about a second: :class:`runtime.progress.Cancelled` is
-        raised. Embeddings
-        already computed stay in ``cache``.
+        raised. Embeddings already computed stay in ``cache``.
     on_knn
         Called with a newly built neighbour graph ``(indices, distances)`` right away, so a
         caller can store it before the later stages run.
     """
-    from curation.methods import DEFAULT_METHOD, method_probs
+    from curation.methods import DEFAULT_METHOD, detection_method, method_probs
 
     method = method or DEFAULT_METHOD
+    # The text (TF-IDF) features are built (and cached) only for methods with a text component.
+    uses_text = "text" in detection_method(method).component_names
     settings = settings or EncoderSettings()
     y = _label_ids(labels, label_names)
     stop = poller(should_stop)
@@ -141,7 +140,7 @@ def analyze(
     t0 = time.perf_counter()
     # Text features first: their one-off SVD needs ~0.6 GB for a moment, best spent before
     # the embeddings (1 GB at a million rows) and the model are in memory.
-    text_matrix = _text_matrix(texts, cache, tick, stop) if method in _TEXT_METHODS else None
+    text_matrix = _text_matrix(texts, cache, tick, stop) if uses_text else None
     timings["text_features_seconds"] = _since(t0)
 
     t = time.perf_counter()

@@ -98,3 +98,12 @@ def test_a_dead_job_is_reported_failed(workspace):
 def test_unknown_job_kind_is_refused(workspace):
     with pytest.raises(ValueError, match="valid"):
         workspace.create_job("dance", {})
+
+
+def test_the_store_accepts_exactly_the_registered_job_kinds():
+    # The store refuses unknown kinds on its own (it cannot import jobs/); the two lists agree.
+    from data.store import JOB_KINDS
+
+    assert set(jobs.KINDS) == set(JOB_KINDS)
+    with pytest.raises(ValueError, match="valid: analyze, train"):
+        jobs.job_kind("no-such-kind")
