@@ -89,7 +89,7 @@ def _load(path: str, args: argparse.Namespace, *, split_column: str | None = Non
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from curation.methods import METHODS, estimate_seconds
+    from curation.methods import METHODS, detection_seconds
     from curation.pipeline import analyze
     from runtime.device import resolve_device
     from runtime.encoder import EncoderSettings, embed_seconds
@@ -112,7 +112,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     from curation.methods import DEFAULT_METHOD
 
     method = args.method or DEFAULT_METHOD
-    estimate = estimate_seconds(method, len(frame), device=resolve_device("auto"))
+    estimate = detection_seconds(method, len(frame), device=resolve_device("auto"))
     _say(
         f"analyze: {len(frame):,} rows, {len(prepared.label_names)} classes; "
         f"{settings.describe()}; {args.folds}-fold {method}; about "

@@ -11,8 +11,7 @@ from app_pages.adapt import adapted_choice
 from app_pages.plain import plain, plain_chart
 from app_pages.progress import active_job, job_status_line, progress_fraction
 from app_pages.workspace import require_workspace
-from curation.methods import DEFAULT_METHOD, METHOD_HELP, METHODS
-from curation.methods import estimate_seconds as detection_seconds
+from curation.methods import DEFAULT_METHOD, METHOD_HELP, METHODS, detection_seconds
 from runtime.device import resolve_device
 from runtime.encoder import EncoderSettings, embed_seconds
 from runtime.estimates import duration

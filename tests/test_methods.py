@@ -131,7 +131,7 @@ def test_unknown_method_and_bad_inputs_name_the_fix(data):
             texts, labels, method="neighbors", features=features, neighbors=np.zeros((3, 2))
         )
     with pytest.raises(ValueError, match="finetune_rows"):
-        M.estimate_seconds("finetune", 100, finetune_rows=0)
+        M.detection_seconds("finetune", 100, finetune_rows=0)
 
 
 def test_should_stop_raises_the_one_cancelled(data):
@@ -140,25 +140,25 @@ def test_should_stop_raises_the_one_cancelled(data):
         M.method_probs(texts, labels, features=features, should_stop=lambda: True)
 
 
-def test_estimate_seconds_is_sane():
+def test_detection_seconds_is_sane():
     for method in M.METHODS:
-        assert M.estimate_seconds(method, 0) >= 0
-        assert M.estimate_seconds(method, 10_000) <= M.estimate_seconds(method, 100_000)
+        assert M.detection_seconds(method, 0) >= 0
+        assert M.detection_seconds(method, 10_000) <= M.detection_seconds(method, 100_000)
     # Cached label-independent parts make a re-analysis cheap; fine-tuning on a CPU is slow
     # and a GPU is faster; the cap bounds the training part.
-    assert M.estimate_seconds("ensemble", 100_000, cached=True) < 15
-    assert M.estimate_seconds("ensemble", 100_000) > M.estimate_seconds(
+    assert M.detection_seconds("ensemble", 100_000, cached=True) < 15
+    assert M.detection_seconds("ensemble", 100_000) > M.detection_seconds(
         "ensemble", 100_000, cached=True
     )
-    cpu = M.estimate_seconds("finetune", 12_000, device="cpu")
+    cpu = M.detection_seconds("finetune", 12_000, device="cpu")
     assert 300 < cpu < 1800
-    assert M.estimate_seconds("finetune", 12_000, device="cuda") < cpu
-    assert M.estimate_seconds("finetune", 12_000, finetune_rows=500) < cpu
-    assert M.estimate_seconds("finetune", 12_000, finetune_rows=None) > cpu
+    assert M.detection_seconds("finetune", 12_000, device="cuda") < cpu
+    assert M.detection_seconds("finetune", 12_000, finetune_rows=500) < cpu
+    assert M.detection_seconds("finetune", 12_000, finetune_rows=None) > cpu
     with pytest.raises(ValueError, match="valid: ensemble"):
-        M.estimate_seconds("nope", 10)
+        M.detection_seconds("nope", 10)
     with pytest.raises(ValueError, match="device"):
-        M.estimate_seconds("ensemble", 10, device="tpu")
+        M.detection_seconds("ensemble", 10, device="tpu")
 
 
 def test_the_registry_lists_every_method_with_help_and_an_estimate():
@@ -182,7 +182,7 @@ def test_an_unknown_method_name_lists_the_valid_ones():
     for call in (
         lambda: M.detection_method("magic"),
         lambda: M.unregister_method("magic"),
-        lambda: M.estimate_seconds("magic", 10),
+        lambda: M.detection_seconds("magic", 10),
         lambda: M.analysis_seconds("magic", 10),
     ):
         with pytest.raises(ValueError, match="Unknown method 'magic'; valid: ensemble, embedding"):
@@ -228,7 +228,7 @@ def test_a_registered_method_is_listed_run_and_estimated(data, toy_method):
     assert info["method"] == "toy" and info["components"]["prior"]["model"] == "class prior"
     assert info["weights"] == {"prior": 1.0}
     assert [e["stage"] for e in events] == ["prior", "done"]
-    assert M.estimate_seconds("toy", 1_000) == 1_000.0
+    assert M.detection_seconds("toy", 1_000) == 1_000.0
 
 
 @pytest.mark.slow

@@ -103,7 +103,7 @@ __all__ = [
     "analysis_seconds",
     "combine",
     "detection_method",
-    "estimate_seconds",
+    "detection_seconds",
     "lda_fold_probs",
     "method_probs",
     "nearest",
@@ -292,7 +292,7 @@ def method_probs(
 _ESTIMATE_DEVICES = ("cpu", "cuda")
 
 
-def estimate_seconds(
+def detection_seconds(
     method: str,
     n_rows: int,
     *,
@@ -350,7 +350,7 @@ def analysis_seconds(
     cached: bool = False,
 ) -> float:
     """Rough wall time of a whole analysis: embedding every text (unless ``cached``; at the
-    rate of this CPU's precision, bf16 or fp32), then :func:`estimate_seconds` (the neighbour
+    rate of this CPU's precision, bf16 or fp32), then :func:`detection_seconds` (the neighbour
     graph and text features too unless ``cached``).
 
     What the Data page shows before an import starts one, and the Predictions page before a
@@ -361,7 +361,7 @@ def analysis_seconds(
     >>> analysis_seconds("ensemble", 1_360_000) > 3600  # a 1.36M-row CSV: hours on a CPU
     True
     """
-    seconds = estimate_seconds(method, n_rows, device=device, n_folds=n_folds, cached=cached)
+    seconds = detection_seconds(method, n_rows, device=device, n_folds=n_folds, cached=cached)
     if not cached:
         seconds += n_rows / _embed_rate(choice("device", device, _ESTIMATE_DEVICES))
     return round(seconds, 1)

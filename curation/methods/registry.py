@@ -1,7 +1,7 @@
 """The detection-method registry: each method's name, help, probabilities and time estimate.
 
 In the spirit of cleanlab Datalab's issue-manager registry: :func:`curation.methods.method_probs`
-and :func:`curation.methods.estimate_seconds` look a method up here instead of branching on its
+and :func:`curation.methods.detection_seconds` look a method up here instead of branching on its
 name, so adding one (say, a fine-tuned model with LoRA) is one :func:`register_method` call and
 nothing else changes; the app and the CLI list it from :data:`METHODS` and :data:`METHOD_HELP`.
 
@@ -135,7 +135,7 @@ class Component(ABC):
         epochs: float = 3.0,
     ) -> float:
         """Rough seconds of :meth:`probs` on ``n_rows`` rows (the options as in
-        :func:`curation.methods.estimate_seconds`; most components need only ``cached``)."""
+        :func:`curation.methods.detection_seconds`; most components need only ``cached``)."""
         seconds = self.fit_seconds_per_row * n_rows
         return seconds if cached else seconds + self.prepare_seconds(n_rows)
 
