@@ -67,6 +67,16 @@ def test_the_adapted_folder_loads_for_embedding_and_for_classification(adapted):
     assert new_head and tokenizer.mask_token == "[MASK]"
 
 
+def test_a_tiny_adaptation_lowers_the_masked_token_loss(tmp_path):
+    # The same held-out texts and masks before and after: a few steps at a high rate are
+    # enough for the new head and the encoder to predict masked words better than at start.
+    config = AdaptConfig(**{**TINY, "max_steps": 6, "learning_rate": 1e-3})
+    result = adapt_encoder(TEXTS * 2, output_dir=tmp_path / "adapted", config=config)
+    info = json.loads((tmp_path / "adapted" / ADAPTATION_FILE).read_text())
+    assert info["loss_after"] < info["loss_before"] - 1.0, info
+    assert result.model_dir == str(tmp_path / "adapted")
+
+
 def test_adaptation_json_records_the_run(adapted):
     info = json.loads((adapted.out / ADAPTATION_FILE).read_text())
     assert info["base_model"] == "" and info["new_head"] is True
