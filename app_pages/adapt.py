@@ -178,7 +178,7 @@ def _job_panel(ws: Workspace, config: Any, model: str, blocked: bool) -> None:
 
 def adapt_section(ws: Workspace) -> None:
     """The Train page's "Adapt the encoder to this data" section."""
-    from training.adapt import adapt_seconds
+    from training.adapt import HOLDOUT_CAP, HOLDOUT_FRACTION, adapt_seconds
 
     st.subheader("Adapt the encoder to this data")
     counts = ws.counts()
@@ -196,7 +196,9 @@ def adapt_section(ws: Workspace) -> None:
     else:
         device = resolve_device(config.device)
         precision = resolve_precision(config.precision, device)
-        steps = config.steps(n_texts)
+        # The job trains on what is left after the held-out texts (training.adapt._holdout).
+        held = min(HOLDOUT_CAP, max(1, round(n_texts * HOLDOUT_FRACTION)), n_texts - 1)
+        steps = config.steps(max(n_texts - held, 1))
         st.caption(
             f"Roughly **{duration(adapt_seconds(n_texts, config, model))}** on {device} "
             f"({precision}): {steps:,} steps of {config.batch_size} texts, plus the masked-LM "

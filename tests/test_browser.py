@@ -638,3 +638,138 @@ def test_hostile_data_shows_as_plain_text_in_a_real_browser(hostile_server, page
     expect(page.get_by_text("Workspace:")).to_be_visible(timeout=UI_TIMEOUT_MS)
     check(f"Workspace: {WORKSPACE_NAME}", f"Source: {LINK}")
     assert dialogs == []
+
+
+# Texts for the repair test: planted mojibake, an HTML entity, and a hostile text that also has
+# an entity (so it is among the proposals and its markup-like pieces are drawn on the page).
+MOJIBAKE, MOJIBAKE_FIXED = (
+    "The cafÃ© was lovely, I will come back",
+    "The café was lovely, I will come back",
+)
+ENTITY, ENTITY_FIXED = (
+    "Great fish &amp; chips and fast service",
+    "Great fish & chips and fast service",
+)
+
+
+@pytest.fixture
+def repair_workspace(tmp_path):
+    """A workspace with texts to repair, and the hostile text (its id and text are returned)."""
+    from tests.conftest import NEGATIVE, POSITIVE, make_prepared
+    from tests.hostile import BOLD, COLOUR, FORMULA, IMG_TAG, LINK, SCRIPT
+
+    hostile = f"{SCRIPT} {IMG_TAG} {LINK} {BOLD} {COLOUR} {FORMULA} R&amp;D"
+    texts = [MOJIBAKE, ENTITY, hostile, *POSITIVE[3:], *NEGATIVE]
+    labels = ["positive"] * len(POSITIVE) + ["negative"] * len(NEGATIVE)
+    splits = ["test" if i % 4 == 0 else "train" for i in range(len(texts))]
+    ws = Workspace.create(
+        tmp_path / "home" / "repair",
+        make_prepared(texts, labels, splits=splits),
+        name="repair",
+    )
+    ws.close()
+    return ws.folder, hostile
+
+
+@pytest.fixture
+def repair_server(repair_workspace, tmp_path):
+    srv = StreamlitServer(repair_workspace[0].parent, tmp_path / "streamlit.log")
+    try:
+        srv.start()
+        yield srv.url
+    finally:
+        srv.stop()
+
+
+def test_text_repair_accept_and_undo_in_a_real_browser(repair_server, repair_workspace, page):
+    """The Text repair page shows each proposal original beside fixed; Accept writes the fixed
+    text to the store and the page drops the proposal; Undo brings the text back. The hostile
+    text is shown as typed."""
+    from playwright.sync_api import expect
+
+    from tests.hostile import LINK, SCRIPT
+
+    folder, hostile = repair_workspace
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    ws = Workspace(folder)
+    try:
+        rows = ws.samples().set_index("text")
+        sid, ext_id = int(rows.loc[MOJIBAKE, "id"]), rows.loc[MOJIBAKE, "ext_id"]
+
+        def text_of(sample_id: int) -> str:
+            rows = ws.samples(ids=[sample_id])
+            return rows["text"].iloc[0]
+
+        page.goto(f"{repair_server}/repair")
+        main = page.locator("[data-testid='stMain']")
+        expect(main.get_by_text("3 proposals", exact=False)).to_be_visible()
+        accept = page.locator(f".st-key-rp_accept_{sid} button")
+        expect(accept).to_be_disabled()  # no reviewer name yet
+
+        # Original beside fixed: one card per proposal, its row of columns holding the original,
+        # the fixed text and the button; the caption above names the kind.
+        row = main.locator("[data-testid='stHorizontalBlock']").filter(has=accept)
+        columns = row.locator("[data-testid='stColumn']")
+        expect(columns).to_have_count(3)
+        expect(columns.nth(0)).to_have_text(MOJIBAKE)
+        expect(columns.nth(1)).to_have_text(MOJIBAKE_FIXED)
+        expect(main.get_by_text(f"id {ext_id} · mojibake", exact=True)).to_be_visible()
+        # Only the changed characters are highlighted: "Ã©" on the left, "é" on the right.
+        highlight = "[data-testid='stMarkdownColoredText'], .stMarkdownColoredText"
+        expect(columns.nth(0).locator(highlight)).to_have_text(["Ã©"])
+        expect(columns.nth(1).locator(highlight)).to_have_text(["é"])
+
+        # The hostile text: shown as typed, nothing in it rendered.
+        wait_for_idle(page)
+        page.wait_for_timeout(1000)  # lazy plugins (KaTeX, emoji) load after the first draw
+        shown = main.inner_text().replace("\u2060", "")
+        assert hostile in shown and hostile.replace("&amp;", "&") in shown
+        assert [u for u in page.evaluate(LINKS_AND_IMAGES_JS) if "evil.example" in u] == []
+        assert main.locator("img[src='x'], script, strong:text-is('bold')").count() == 0
+        assert main.locator(".katex").count() == 0
+        assert SCRIPT in shown and LINK in shown
+
+        name = page.locator("[data-testid='stSidebar']").get_by_role(
+            "textbox", name="Reviewer name", exact=True
+        )
+        name.fill(REVIEWER)
+        name.press("Enter")
+        # While the page redraws, a stale disabled copy of the button can linger.
+        accept = page.locator(f".st-key-rp_accept_{sid} button:not([disabled])")
+        expect(accept).to_be_visible()
+        wait_for_idle(page)
+        accept.click()
+
+        wait_until(
+            lambda: text_of(sid) == MOJIBAKE_FIXED,
+            timeout=STORE_TIMEOUT_S,
+            what="the accepted repair to reach the store",
+        )
+        events = ws.events(reviewer=REVIEWER)
+        assert list(events["action"]) == ["repair_text"]
+        assert text_of(int(rows.loc[ENTITY, "id"])) == ENTITY  # only the accepted one changed
+        row = ws.samples(ids=[sid]).iloc[0]
+        assert row["given_text"] == MOJIBAKE  # the imported text is kept beside it
+        # The page: the proposal is gone, the count says so, the toast confirms.
+        expect(main.get_by_text("2 proposals", exact=False)).to_be_visible()
+        expect(page.locator(f".st-key-rp_accept_{sid}")).to_have_count(0)
+        expect(main.get_by_text(re.compile(r"\b1 texts? (is|are) repaired"))).to_be_visible()
+        expect(page.get_by_test_id("stToast")).to_contain_text("repair accepted")
+        screenshot(page, "repair-accepted")
+
+        wait_for_idle(page)
+        page.locator(".st-key-rp_undo button:not([disabled])").click()
+        wait_until(
+            lambda: text_of(sid) == MOJIBAKE,
+            timeout=STORE_TIMEOUT_S,
+            what="the undo to bring the text back",
+        )
+        assert list(ws.events(reviewer=REVIEWER)["action"]) == ["undo", "repair_text"]
+        expect(main.get_by_text("3 proposals", exact=False)).to_be_visible()
+        expect(page.locator(f".st-key-rp_accept_{sid} button")).to_be_visible()
+        expect(page.get_by_test_id("stToast").filter(has_text="Undone")).to_be_visible()
+        screenshot(page, "repair-undone")
+        assert dialogs == []
+    finally:
+        ws.close()
