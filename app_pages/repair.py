@@ -19,6 +19,22 @@ from curation.repair import DEFAULT_KINDS, KIND_HELP, KINDS, kind_counts, pieces
 
 PAGE_SIZE = 20
 ANY = "every kind"
+TITLES = {
+    "mojibake": "mis-decoded characters",
+    "html_entities": "HTML entities",
+    "urls": "URLs → <url>",
+    "mentions": "@mentions → <user>",
+}
+
+
+def title(kind: str) -> str:
+    """What people read for a repair kind (the id stays in the CLI and the log)."""
+    return TITLES.get(kind, kind)
+
+
+def count(n: int, noun: str) -> str:
+    """``n`` and ``noun`` agreeing: 1 text, 2 texts."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
 
 
 @st.cache_data(show_spinner="Looking for texts to repair…", max_entries=8)
@@ -70,7 +86,7 @@ def accept(items: list[tuple[int, str, str]], note: str) -> None:
     )
     skipped = len(items) - len(events)
     st.session_state["rp_toast"] = (
-        f"Saved: {note} ({len(events):,} texts)."
+        f"Saved: {note} ({count(len(events), 'text')})."
         + (f" {skipped:,} had changed meanwhile and were left alone." if skipped else "")
         + " Undo reverts it."
     )
@@ -82,7 +98,9 @@ def undo() -> None:
         st.session_state["rp_toast"] = "Enter your reviewer name in the sidebar first."
         return
     done = ws.undo(reviewer=who)
-    st.session_state["rp_toast"] = f"Undone ({len(done):,} events)." if done else "Nothing to undo."
+    st.session_state["rp_toast"] = (
+        f"Undone ({count(len(done), 'event')})." if done else "Nothing to undo."
+    )
 
 
 st.title("Text repair")
@@ -100,12 +118,13 @@ kinds = st.multiselect(
     "Repairs to propose",
     list(KINDS),
     default=list(DEFAULT_KINDS),
+    format_func=title,
     key="rp_kinds",
     help=plain("; ".join(f"{k}: {v}" for k, v in KIND_HELP.items())),
 )
 counts = ws.counts()
 if counts.get("repaired"):
-    st.caption(f"{counts['repaired']:,} texts are repaired so far.")
+    st.caption(f"Repaired so far: {count(counts['repaired'], 'text')}.")
 if not kinds:
     st.info("Choose at least one kind of repair.")
     st.stop()
@@ -113,7 +132,7 @@ if not kinds:
 found = proposals(str(ws.folder), ws.label_version(), tuple(kinds))
 who = reviewer()
 with st.container(horizontal=True):
-    shown_kind = st.selectbox("Show", [ANY, *kinds], key="rp_kind", width=220)
+    shown_kind = st.selectbox("Show", [ANY, *kinds], format_func=title, key="rp_kind", width=220)
     only_fixed = st.checkbox(
         "only rows decoded with the fallback",
         key="rp_only_fixed",
@@ -129,16 +148,22 @@ if only_fixed:
 by_kind = kind_counts(found)
 st.markdown(
     f"**{len(found):,} proposals** ("
-    + ", ".join(f"{k}: {by_kind[k]:,}" for k in kinds)
-    + f"); {len(shown):,} shown."
+    + ", ".join(f"{plain(title(k))}: {by_kind[k]:,}" for k in kinds)
+    + f"); {len(shown):,} match the filters."
 )
+if "mojibake" in kinds and by_kind.get("mojibake") and shown_kind in (ANY, "mojibake"):
+    st.warning(
+        "Fixes of mis-decoded characters are guesses: ftfy undoes one wrong decoding, and a "
+        "text garbled twice gets a wrong guess (in the demo, Œæ → ξ where a space or a quote "
+        "was meant). Check them one by one before accepting."
+    )
 if shown.empty:
     st.info("No texts to repair here." if found.empty else "No proposals match these filters.")
     st.stop()
 
 items = list(zip(shown["sample_id"].astype(int), shown["original"], shown["proposed"], strict=True))
 st.button(
-    f"Accept all {len(shown):,} shown",
+    f"Accept all {len(shown):,} matching (every page)",
     key="rp_accept_all",
     type="primary",
     disabled=not who,
@@ -156,7 +181,7 @@ start = (page - 1) * PAGE_SIZE
 for row in shown.iloc[start : start + PAGE_SIZE].itertuples(index=False):
     with st.container(border=True):
         sid = int(row.sample_id)
-        st.caption(f"id {plain(row.ext_id)} · {', '.join(row.kinds)}")
+        st.caption(f"id {plain(row.ext_id)} · {plain(', '.join(title(k) for k in row.kinds))}")
         left, right, button = st.columns([5, 5, 1], vertical_alignment="center")
         left.markdown(highlighted(row.original, [(a, b) for a, b, _, _ in row.spans], "red"))
         right.markdown(highlighted(row.proposed, [(c, d) for _, _, c, d in row.spans], "green"))

@@ -108,9 +108,17 @@ class NpzCache:
 # Data and noise
 
 
-def load_demo(cache: NpzCache) -> tuple[pd.DataFrame, np.ndarray]:
-    """All demo rows and their embeddings (cached)."""
+def load_demo(cache: NpzCache, *, repair: bool = False) -> tuple[pd.DataFrame, np.ndarray]:
+    """All demo rows and their embeddings (cached); with ``repair``, every text as it reads after
+    accepting every default text-repair proposal (curation.repair: encoding fixes, entities)."""
     frame = read_table(demo_csv_path()).frame.reset_index(drop=True)
+    # The readers keep CSV cells as text (ids and labels exactly as typed): the crowd
+    # confidence is a number here.
+    frame["confidence"] = pd.to_numeric(frame["confidence"], errors="coerce")
+    if repair:
+        from curation.repair import repair as repaired
+
+        frame["text"] = [repaired(str(text))[0] for text in frame["text"]]
     texts = frame["text"].astype(str).tolist()
     t = time.perf_counter()
 
@@ -507,6 +515,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--out", default=str(ROOT / "bench" / "results"))
     p.add_argument("--name", default="detection", help="stem of the result files")
+    p.add_argument(
+        "--repair",
+        action="store_true",
+        help="score the texts as they read after accepting every default text-repair proposal",
+    )
     args = p.parse_args(argv)
     args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = sorted(set(args.methods) - set(M.METHODS))
@@ -542,7 +555,7 @@ def main(argv: list[str] | None = None) -> int:
             k: v for k, v in vars(args).items() if k not in ("cache", "out", "save_probs")
         },
     }
-    frame, x_all = load_demo(NpzCache(Path(args.cache)))
+    frame, x_all = load_demo(NpzCache(Path(args.cache)), repair=args.repair)
     clean = (frame["confidence"] == 1) & frame["sentiment"].isin(NAMES)
     idx = np.flatnonzero(clean.to_numpy())
     texts = frame["text"].astype(str).iloc[idx].tolist()

@@ -468,7 +468,7 @@ def test_the_page_filters_by_kind_accepts_all_shown_and_undoes(page_ws):
     ]
     at.selectbox(key="rp_kind").select("html_entities").run()
     safe(at)
-    assert "Accept all 3 shown" in at.button(key="rp_accept_all").label
+    assert "Accept all 3 matching" in at.button(key="rp_accept_all").label
     # The changed characters themselves are escaped too: "&lt;" becomes a "<" shown as typed.
     bodies = "\n".join(m.value for m in at.markdown)
     assert f":green[{plain('<')}]img src" in bodies
@@ -496,9 +496,11 @@ def test_urls_and_mentions_can_be_proposed_on_the_page(page_ws):
     at.multiselect(key="rp_kinds").select("urls").run()
     safe(at)
     # The URL inside the markdown link is one more kind on a row proposed already.
-    assert any(
-        "4 proposals** (mojibake: 1, html_entities: 3, urls: 1)" in m.value for m in at.markdown
-    )
+    from tests.test_plain_text import seen
+
+    assert "4 proposals (mis-decoded characters: 1, HTML entities: 3, URLs → <url>: 1)" in seen(
+        at
+    ).replace("**", "")
     assert (
         f"{IMG_TAG} & [link](<url>)"
         in page_ws.current_texts()["text"]
