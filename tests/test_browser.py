@@ -714,7 +714,9 @@ def test_text_repair_accept_and_undo_in_a_real_browser(repair_server, repair_wor
         expect(columns).to_have_count(3)
         expect(columns.nth(0)).to_have_text(MOJIBAKE)
         expect(columns.nth(1)).to_have_text(MOJIBAKE_FIXED)
-        expect(main.get_by_text(f"id {ext_id} · mis-decoded characters", exact=True)).to_be_visible()
+        expect(
+            main.get_by_text(f"id {ext_id} · mis-decoded characters", exact=True)
+        ).to_be_visible()
         # Only the changed characters are highlighted: "Ã©" on the left, "é" on the right.
         highlight = "[data-testid='stMarkdownColoredText'], .stMarkdownColoredText"
         expect(columns.nth(0).locator(highlight)).to_have_text(["Ã©"])
