@@ -166,7 +166,10 @@ def _job_panel(ws: Workspace, config: Any, model: str, blocked: bool) -> None:
             jobs.cancel(ws, job.id)
             st.rerun()
         return
-    if st.button("Start adapting", disabled=blocked, key="start_adapt"):
+    training = any(j.kind in ("train", "experiment") for j in ws.jobs(active=True))
+    if training:
+        st.caption("A training job is running; start the adaptation when it ends.")
+    if st.button("Start adapting", disabled=blocked or training, key="start_adapt"):
         jobs.launch(ws, ADAPT_KIND, {"config": config.to_dict(), "model": model})
         st.rerun()
     last = next(iter(ws.jobs(kind=ADAPT_KIND)), None)

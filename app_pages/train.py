@@ -213,7 +213,12 @@ def job_panel() -> None:
             st.plotly_chart(loss_figure(history, height=250), width="stretch", key="live_loss")
         return
     label = "Start training" if mode == "single" else f"Start the experiment ({MODES[mode]})"
-    blocked = config is None or summary is None or bool(plan_error)
+    # One training-like job at a time: an adaptation and a training would share the cores (or
+    # the GPU) and each take twice as long as its estimate.
+    adapting = any(j.kind == "adapt" for j in ws.jobs(active=True))
+    if adapting:
+        st.caption("An encoder adaptation is running (below); start training when it ends.")
+    blocked = config is None or summary is None or bool(plan_error) or adapting
     if st.button(label, type="primary", disabled=blocked, key="start_training"):
         launch_training(ws, config, mode, options)
         st.rerun()

@@ -333,6 +333,9 @@ def test_train_page_launches_an_adapt_job_and_says_labels_are_not_used(ws, launc
     assert kind == "adapt" and params["config"]["max_steps"] == 3 and params["model"] == ""
     # The queued job now shows its status and a Cancel button instead of the start button.
     assert at.button(key="cancel_adapt")
+    # and training waits for it: the two would share the cores.
+    assert at.button(key="start_training").disabled
+    assert any("adaptation is running" in c.value for c in at.caption)
 
 
 def test_adapted_encoders_are_model_choices_for_training_and_analysis(ws, launched):
