@@ -89,5 +89,30 @@ def fraction(name: str, value: Any, *, upper_inclusive: bool = True) -> float:
     raise ValueError(f"{name} must be a number in {bound} (got {value!r}).")
 
 
+def learning_rate(value: Any) -> float:
+    """A fine-tuning learning rate: a number in (0, 1) (training and adaptation share it)."""
+    rate = positive_float("learning_rate", value, "a typical value is 2e-5 to 1e-4")
+    if rate >= 1:
+        raise ValueError(
+            f"learning_rate must be < 1 (got {rate}); a typical value is 2e-5 to 1e-4."
+        )
+    return rate
+
+
+def max_length(value: Any) -> int:
+    """Tokens kept per text: a whole number >= 8 (shorter leaves no room for the text)."""
+    length = positive_int("max_length", value, "e.g. 64 to 512")
+    if length < 8:
+        raise ValueError(f"max_length must be at least 8 (got {length}); e.g. 64 to 512.")
+    return length
+
+
+def seed(value: Any) -> int:
+    """A random seed: an integer >= 0 (not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"seed must be an integer >= 0 (got {value!r}).")
+    return value
+
+
 def _hint(hint: str) -> str:
     return f"; {hint}" if hint else ""

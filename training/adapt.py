@@ -63,6 +63,9 @@ from runtime.estimates import estimate_seconds, record_speed
 from runtime.models import load_error_message, resolve_model
 from runtime.progress import Cancelled, RateMeter, poller
 from runtime.validation import check_texts, choice, fraction, positive_float, positive_int
+from runtime.validation import learning_rate as check_learning_rate
+from runtime.validation import max_length as check_max_length
+from runtime.validation import seed as check_seed
 
 __all__ = [
     "ADAPTATION_FILE",
@@ -150,18 +153,9 @@ class AdaptConfig:
             self.max_steps = None
         if self.max_steps is not None:
             self.max_steps = positive_int("max_steps", self.max_steps, "or None for the epochs")
-        self.learning_rate = positive_float(
-            "learning_rate", self.learning_rate, "a typical value is 2e-5 to 1e-4"
-        )
-        if self.learning_rate >= 1:
-            raise ValueError(
-                f"learning_rate must be < 1 (got {self.learning_rate}); a typical value is "
-                "2e-5 to 1e-4."
-            )
+        self.learning_rate = check_learning_rate(self.learning_rate)
         self.batch_size = positive_int("batch_size", self.batch_size, "e.g. 16 or 32")
-        self.max_length = positive_int("max_length", self.max_length, "e.g. 64 to 512")
-        if self.max_length < 8:
-            raise ValueError(f"max_length must be at least 8 (got {self.max_length}); e.g. 64.")
+        self.max_length = check_max_length(self.max_length)
         probability = fraction("mlm_probability", self.mlm_probability)
         if not 0 < probability <= 0.5:
             raise ValueError(
@@ -169,8 +163,7 @@ class AdaptConfig:
                 "BERT masks 0.15."
             )
         self.mlm_probability = probability
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"seed must be an integer >= 0 (got {self.seed!r}).")
+        self.seed = check_seed(self.seed)
         self.device = choice("device", self.device, DEVICES)
         self.precision = choice("precision", self.precision, PRECISIONS)
 

@@ -40,6 +40,9 @@ from typing import Any, ClassVar
 
 from runtime.device import DEVICES, PRECISIONS
 from runtime.validation import choice, fraction, is_number, positive_float, positive_int
+from runtime.validation import learning_rate as check_learning_rate
+from runtime.validation import max_length as check_max_length
+from runtime.validation import seed as check_seed
 
 TECHNIQUES = ("full", "head", "lora")
 TRACKERS = ("none", "mlflow", "wandb")
@@ -167,25 +170,13 @@ class TrainingConfig:
         self._coerce_text_numbers()
         self.technique = choice("technique", self.technique, TECHNIQUES)
         if self.learning_rate is not None:
-            self.learning_rate = positive_float(
-                "learning_rate", self.learning_rate, "a typical value is 2e-5 to 1e-4"
-            )
-            if self.learning_rate >= 1:
-                raise ValueError(
-                    f"learning_rate must be < 1 (got {self.learning_rate}); "
-                    "a typical value is 2e-5 to 1e-4."
-                )
+            self.learning_rate = check_learning_rate(self.learning_rate)
         self.batch_size = positive_int("batch_size", self.batch_size, "e.g. 16 or 32")
         self.epochs = positive_float("epochs", self.epochs, "e.g. 1 to 4")
-        self.max_length = positive_int("max_length", self.max_length, "e.g. 64 to 512")
-        if self.max_length < 8:
-            raise ValueError(
-                f"max_length must be at least 8 (got {self.max_length}); e.g. 64 to 512."
-            )
+        self.max_length = check_max_length(self.max_length)
         self.weight_decay = fraction("weight_decay", self.weight_decay, upper_inclusive=True)
         self.warmup_ratio = fraction("warmup_ratio", self.warmup_ratio, upper_inclusive=False)
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"seed must be an integer >= 0 (got {self.seed!r}).")
+        self.seed = check_seed(self.seed)
         for name in ("max_train_samples", "max_eval_samples"):
             value = getattr(self, name)
             if value is not None:
