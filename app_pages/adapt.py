@@ -241,7 +241,7 @@ def adapt_section(ws: Workspace) -> None:
 
 def adaptation_panel(ws: Workspace, metric: str, metric_label: str) -> None:
     """The Charts page's "With and without adaptation" panel: paired runs, or how to get them."""
-    from training.adapt import adaptation_pairs
+    from training.reporting import adaptation_pairs
 
     st.subheader(f"{metric_label} with and without encoder adaptation")
     found = adapted_list(str(ws.folder))

@@ -21,11 +21,11 @@ from training.adapt import (
     ADAPTATION_FILE,
     AdaptConfig,
     adapt_encoder,
-    adaptation_pairs,
     adapted_encoders,
     models_dir,
     workspace_texts,
 )
+from training.reporting import adaptation_pairs
 
 TEXTS = POSITIVE + NEGATIVE
 # A handful of steps on 24 texts: seconds on the packaged model.

@@ -6,6 +6,9 @@ Pure functions of the records ``ws.runs()`` / ``ws.run(run_id)`` return (see
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -267,3 +270,93 @@ def confusion_table(metrics: dict[str, Any], *, normalise: bool = False) -> pd.D
         totals = matrix.sum(axis=1, keepdims=True)
         matrix = np.divide(matrix, totals, out=np.zeros_like(matrix), where=totals > 0)
     return pd.DataFrame(matrix, index=labels, columns=labels)
+
+
+# --------------------------------------------------------------------------------------------
+# Runs with and without an adapted encoder (the Charts page's adaptation panel)
+
+
+# What else must match between the two runs of a pair (besides rows, seed and settings).
+PAIR_DATA_KEYS = ("label_version", "label_source", "noise_rate", "experiment", "x")
+
+
+def adaptation_pairs(runs: Sequence[Any], folder: str | Path, metric: str = "accuracy") -> Any:
+    """Finished runs with an adapted encoder beside the same runs with its base model.
+
+    A pair shares the base model, the test rows (``eval_ids_hash``), the training rows
+    (``train_ids_hash``), the seed, the labels (label version, source, noise) and every other
+    training setting, so the two scores differ only by the adaptation (and by the training
+    noise a seed does not fix). The latest run of each side is used.
+
+    Returns a ``pandas.DataFrame`` with one row per pair: ``encoder``, ``base_model``,
+    ``seed``, ``test_rows``, ``base``, ``adapted``, ``difference`` (adapted - base),
+    ``base_run`` and ``adapted_run``; empty (with those columns) when there is no pair.
+    """
+    columns = [
+        "encoder",
+        "base_model",
+        "seed",
+        "test_rows",
+        "base",
+        "adapted",
+        "difference",
+        "base_run",
+        "adapted_run",
+    ]
+    from training.adapt import adapted_encoders
+
+    adapted = {str(Path(e["path"])): e for e in adapted_encoders(folder)}
+
+    def resolved(model: str) -> str:
+        if not model:
+            return ""
+        try:
+            return str(Path(model).expanduser().resolve())
+        except (OSError, RuntimeError):
+            return model
+
+    base_side: dict[tuple, Any] = {}
+    adapted_side: dict[tuple, list] = {}
+    for run in sorted((r for r in runs if r.done), key=lambda r: r.id):
+        data, config = run.data or {}, run.config or {}
+        if run.test.get(metric) is None:
+            continue
+        seed = data.get("seed", config.get("seed"))
+        # The same rows, labels and settings: only the model differs within a pair.
+        same = json.dumps(
+            {
+                "config": {k: v for k, v in config.items() if k != "model"},
+                "data": {k: data.get(k) for k in PAIR_DATA_KEYS},
+            },
+            sort_keys=True,
+            default=str,
+        )
+        rows = (data.get("eval_ids_hash"), data.get("train_ids_hash"), seed, same)
+        model = config.get("model") or ""
+        entry = adapted.get(resolved(model))
+        if entry is not None:
+            key = (entry.get("base_model") or "", *rows)
+            adapted_side.setdefault(key, []).append((entry, run))
+        else:
+            base_side[(model, *rows)] = run
+    pairs = []
+    for key, found in adapted_side.items():
+        base = base_side.get(key)
+        if base is None:
+            continue
+        by_encoder = {entry["name"]: (entry, run) for entry, run in found}  # latest per encoder
+        for entry, run in by_encoder.values():
+            pairs.append(
+                {
+                    "encoder": entry["name"],
+                    "base_model": key[0] or "packaged",
+                    "seed": key[3],
+                    "test_rows": run.data.get("eval_rows"),
+                    "base": base.test[metric],
+                    "adapted": run.test[metric],
+                    "difference": run.test[metric] - base.test[metric],
+                    "base_run": base.id,
+                    "adapted_run": run.id,
+                }
+            )
+    return pd.DataFrame(pairs, columns=columns)
