@@ -22,6 +22,7 @@ from data.export import (
 )
 from data.readers import SPLITS
 from data.store import slugify
+from training.reporting import model_choices
 
 st.title("Export")
 ws = require_workspace()
@@ -115,6 +116,15 @@ system_prompt = st.text_area(
 
 
 @st.cache_data(max_entries=6, show_spinner="Preparing the instruction data…")
+def model_label(run, *, best: bool) -> str:
+    """How a run reads in the model list: what it was and how well it did."""
+    accuracy = (run.test or {}).get("accuracy")
+    score = f"test accuracy {accuracy:.3f}" if isinstance(accuracy, int | float) else "no accuracy"
+    kind = (run.data or {}).get("experiment", "single")
+    group = "" if kind == "single" else f"{kind.replace('_', ' ')} experiment · "
+    return f"{group}run {run.id}: {run.name} ({score}){' · best' if best else ''}"
+
+
 def instruction_payload(
     folder: str,
     version: int,
@@ -156,19 +166,30 @@ st.code(
 )
 
 st.subheader("Trained models")
-runs = [r for r in ws.runs() if r.done and r.model_dir]
+all_runs = ws.runs()
+show_experiments = st.checkbox(
+    "Also list the charts' experiment runs",
+    key="export_experiments",
+    help="Runs of the data-size, label-quality and learning-rate experiments, listed after "
+    "your own runs. They are usually trained on part of the data or on noised labels.",
+)
+runs = model_choices(all_runs, experiments=show_experiments)
 if not runs:
-    st.caption("No trained model yet: train one on the **Train** page.")
+    st.caption(
+        "No trained model yet: train one on the **Train** page."
+        if not model_choices(all_runs, experiments=True)
+        else "Only the charts' experiment runs have saved models: tick the box above to list "
+        "them, or train one on the **Train** page."
+    )
 else:
+    by_id = {r.id: r for r in runs}
+    best = runs[0].id if (runs[0].data or {}).get("experiment", "single") == "single" else None
     choice = st.selectbox(
         "Model",
-        [r.id for r in reversed(runs)],
+        list(by_id),
         key="export_run",
-        format_func=lambda i: next(
-            f"run {r.id}: {r.name} (accuracy {r.test.get('accuracy') or 0:.3f})"
-            for r in runs
-            if r.id == i
-        ),
+        format_func=lambda i: model_label(by_id[i], best=i == best),
+        help="Your own runs come first, the best test accuracy first.",
     )
     run = ws.run(choice)
     st.caption(f"Folder: {plain(run.model_dir)} (load it with `from_pretrained`).")

@@ -360,3 +360,39 @@ def adaptation_pairs(runs: Sequence[Any], folder: str | Path, metric: str = "acc
                 }
             )
     return pd.DataFrame(pairs, columns=columns)
+
+
+def model_choices(runs: Sequence[RunRecord], *, experiments: bool = False) -> list[RunRecord]:
+    """The finished runs with a saved model, in the order a user should pick them.
+
+    Runs the user trained on the Train page ("single" runs) come first, best test accuracy
+    first (the newest wins a tie), because a chart experiment's run is usually trained on a
+    fraction of the data, noised labels or an odd learning rate: offering the latest run by
+    default once put a 0.403 data-size run above the real 0.733 one. Experiment runs follow,
+    newest first, only when ``experiments`` is True.
+
+    Parameters
+    ----------
+    runs
+        Run records as ``ws.runs()`` returns them.
+    experiments
+        Also list the runs of data-size, label-quality and learning-rate experiments.
+
+    Returns
+    -------
+    list[RunRecord]
+        The candidates; the first is the default.
+    """
+    saved = [r for r in runs if r.done and r.model_dir]
+    single = [r for r in saved if (r.data or {}).get("experiment", "single") == "single"]
+    single.sort(key=_accuracy_then_newest, reverse=True)
+    if not experiments:
+        return single
+    others = sorted((r for r in saved if r not in single), key=lambda r: r.id, reverse=True)
+    return single + others
+
+
+def _accuracy_then_newest(run: RunRecord) -> tuple[float, int]:
+    accuracy = _number((run.test or {}).get("accuracy"))
+    # A run without an accuracy (its evaluation failed) sorts below every measured one.
+    return (-np.inf if np.isnan(accuracy) else accuracy, run.id)

@@ -1,0 +1,45 @@
+"""The app picks what a user would pick: the best real model on Export, not the newest run."""
+
+from __future__ import annotations
+
+from data.store import Workspace
+from tests.conftest import app
+from training.reporting import model_choices
+
+
+def add_run(ws: Workspace, name: str, accuracy: float | None, *, experiment: str | None) -> int:
+    data = {"experiment": experiment, "x": 0.1} if experiment else {"experiment": "single"}
+    run = ws.create_run(name=name, config={}, data=data, job_id=None)
+    folder = ws.run_dir(run) / "model"
+    folder.mkdir(parents=True)
+    metrics = {} if accuracy is None else {"accuracy": accuracy, "n": 10}
+    ws.update_run(run, status="done", metrics=metrics, model_dir=str(folder))
+    return run
+
+
+def test_export_offers_the_best_full_run_and_keeps_experiment_runs_apart(analysed):
+    real = add_run(analysed, "full fine-tune", 0.733, experiment=None)
+    weaker = add_run(analysed, "head only", 0.701, experiment=None)
+    tiny = add_run(analysed, "seed 0, 10% of train", 0.403, experiment="data_size")
+    at = app("app_pages/export.py")
+    model = at.selectbox(key="export_run")
+    assert model.value == real  # the best full run, although the tiny one is newer
+    assert list(model.options) == [
+        f"run {real}: full fine-tune (test accuracy 0.733) · best",
+        f"run {weaker}: head only (test accuracy 0.701)",
+    ]
+    at.checkbox(key="export_experiments").check().run()
+    assert not at.exception
+    labels = list(at.selectbox(key="export_run").options)
+    assert len(labels) == 3 and "data size experiment" in labels[2] and str(tiny) in labels[2]
+    assert at.selectbox(key="export_run").value == real
+
+
+def test_model_choices_rank_best_first_and_unmeasured_last(analysed):
+    low = add_run(analysed, "low", 0.5, experiment=None)
+    high = add_run(analysed, "high", 0.9, experiment=None)
+    unmeasured = add_run(analysed, "no metrics", None, experiment=None)
+    tied_newer = add_run(analysed, "tied", 0.9, experiment=None)
+    sweep = add_run(analysed, "lr 1e-3", 0.95, experiment="learning_rate")
+    assert [r.id for r in model_choices(analysed.runs())] == [tied_newer, high, low, unmeasured]
+    assert [r.id for r in model_choices(analysed.runs(), experiments=True)][-1] == sweep
