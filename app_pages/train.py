@@ -310,9 +310,28 @@ if run.history:
     st.markdown("**Loss** (training per logging step, validation per evaluation)")
     st.plotly_chart(loss_figure(run.history), width="stretch", key="loss")
 
+
+def sample_summary(rows: list[dict[str, Any]], run) -> str:
+    """How the before/after sample did, beside the run's accuracy, so that a lucky sample
+    (all correct beside 73% accuracy) reads as the sample it is."""
+    n = len(rows)
+    before = sum(r["before"]["label"] == r["label"] for r in rows)
+    after = sum(r["after"]["label"] == r["label"] for r in rows)
+    accuracy = (run.test or {}).get("accuracy")
+    overall = (
+        f"; on all {run.test.get('n', 0):,} test rows: {accuracy:.0%}"
+        if isinstance(accuracy, int | float)
+        else ""
+    )
+    return (
+        f"(a fixed random sample of {n} test rows, drawn from the seed before training): "
+        f"base model {before} of {n} correct, fine-tuned {after} of {n} ({after / n:.0%}{overall})"
+    )
+
+
 examples = run.examples or {}
 if examples.get("rows"):
-    st.markdown("**Before and after fine-tuning** (a fixed sample of test rows)")
+    st.markdown(f"**Before and after fine-tuning** {sample_summary(examples['rows'], run)}")
 
     def said(p: dict[str, Any]) -> str:
         return f"{p['label']} ({p['prob']:.2f})"

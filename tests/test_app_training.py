@@ -185,6 +185,9 @@ def test_a_finished_run_shows_test_and_verified_scores_and_before_after(ws):
     table = frame_with(at, "fine-tuned")
     assert table.loc[0, "base model"] == "negative (0.52)"
     assert table.loc[0, "fine-tuned"] == "positive (0.91)"
+    # The sample's own score sits beside the run's, so a lucky sample reads as one.
+    said = " ".join(m.value for m in at.markdown)
+    assert "base model 0 of 1 correct, fine-tuned 1 of 1 (100%; on all 6 test rows: 50%)" in said
     assert len(at.get("plotly_chart")) == 2  # confusion matrix and loss curves
 
 

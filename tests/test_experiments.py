@@ -126,7 +126,7 @@ def test_label_quality_plan_has_noise_runs_on_the_curated_rows_per_seed():
 def test_ids_hash_is_order_free_and_probe_rows_are_fixed():
     assert ids_hash([5, 1, 3]) == ids_hash([1, 3, 5]) != ids_hash([1, 3])
     assert probe_ids(range(100), seed=0) == probe_ids(range(100), seed=0)
-    assert len(probe_ids(range(100))) == 8 and probe_ids(range(5)) == [0, 1, 2, 3, 4]
+    assert len(probe_ids(range(100))) == 20 and probe_ids(range(5)) == [0, 1, 2, 3, 4]
 
 
 # --------------------------------------------------------------------------- chart data

@@ -365,8 +365,12 @@ def ids_hash(ids: Sequence[int]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def probe_ids(test_ids: Sequence[int], *, seed: int = 0, n: int = 8) -> list[int]:
-    """A fixed, seeded handful of test rows for the before/after prediction table."""
+def probe_ids(test_ids: Sequence[int], *, seed: int = 0, n: int = 20) -> list[int]:
+    """A fixed, seeded sample of test rows for the before/after prediction table.
+
+    Drawn from the seed before training, never by outcome. Twenty rows, not eight: with eight,
+    a 73% model shows 8 of 8 correct in one run out of twelve, which reads as cherry-picked.
+    """
     ids = np.asarray(sorted(test_ids), dtype=int)
     if len(ids) <= n:
         return ids.tolist()
