@@ -12,6 +12,7 @@ from pathlib import Path
 import streamlit as st
 
 from app_pages.plain import plain
+from data.preferences import load_preferences, save_preference
 from data.store import (
     DamagedWorkspace,
     StoreError,
@@ -172,6 +173,13 @@ def show_database_error(exc: Exception) -> None:
     damaged_workspace_panel(DamagedWorkspace(path, problem))
 
 
+def remember_reviewer() -> None:
+    try:
+        save_preference("reviewer", reviewer())
+    except OSError:  # a read-only home: the name still works for this session
+        pass
+
+
 def reviewer() -> str:
     return (st.session_state.get(REVIEWER_KEY) or "").strip()
 
@@ -200,9 +208,13 @@ def sidebar() -> None:
             )
             if choice != st.session_state.get(WS_KEY):
                 select_workspace(choice)
+        if REVIEWER_KEY not in st.session_state:  # a new session: offer last time's name
+            st.session_state[REVIEWER_KEY] = load_preferences().get("reviewer", "")
         st.text_input(
             "Reviewer name",
             key=REVIEWER_KEY,
             placeholder="your name",
-            help="Every label change is logged with this name.",
+            help="Every label change is logged with this name. It is remembered on this "
+            "machine for the next session.",
+            on_change=remember_reviewer,
         )

@@ -1,7 +1,11 @@
-"""The app picks what a user would pick: the best real model on Export, not the newest run."""
+"""The app picks what a user would pick: the best real model on Export, not the newest run, and
+the reviewer name typed last time."""
 
 from __future__ import annotations
 
+import pytest
+
+from data.preferences import load_preferences, save_preference
 from data.store import Workspace
 from tests.conftest import app
 from training.reporting import model_choices
@@ -43,3 +47,25 @@ def test_model_choices_rank_best_first_and_unmeasured_last(analysed):
     sweep = add_run(analysed, "lr 1e-3", 0.95, experiment="learning_rate")
     assert [r.id for r in model_choices(analysed.runs())] == [tied_newer, high, low, unmeasured]
     assert [r.id for r in model_choices(analysed.runs(), experiments=True)][-1] == sweep
+
+
+def test_the_reviewer_name_survives_a_restart(analysed, home):
+    first = app("app_pages/review.py")
+    first.sidebar.text_input(key="reviewer").input("ana").run()
+    assert not first.exception
+    # A new session on a restarted server starts from an empty session state.
+    again = app("app_pages/review.py")
+    assert again.sidebar.text_input(key="reviewer").value == "ana"
+    assert load_preferences(home) == {"reviewer": "ana"}
+
+
+def test_damaged_preferences_read_as_none_and_unknown_keys_are_refused(home):
+    home.mkdir(parents=True)
+    (home / "preferences.json").write_text("{not json", encoding="utf-8")
+    assert load_preferences(home) == {}
+    (home / "preferences.json").write_text('["ana"]', encoding="utf-8")
+    assert load_preferences(home) == {}
+    save_preference("reviewer", "bo", root=home)
+    assert load_preferences(home) == {"reviewer": "bo"}
+    with pytest.raises(ValueError, match="valid: reviewer"):
+        save_preference("password", "x", root=home)
