@@ -29,6 +29,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -104,6 +105,10 @@ def launch(ws: Workspace, kind: str, params: dict[str, Any]) -> int:
             start_new_session=True,  # survives the Streamlit session; killable as a group
         )
     ws.update_job(job_id, pid=proc.pid)
+    # Wait for the child in a thread: a child that finishes normally is no longer "active",
+    # so reap() never looks at it, and unwaited it would stay a <defunct> zombie for as long
+    # as the app runs.
+    threading.Thread(target=proc.wait, name=f"reap-job-{job_id}", daemon=True).start()
     return job_id
 
 

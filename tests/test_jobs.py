@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 
@@ -30,6 +31,24 @@ def test_analysis_job_scores_every_row(workspace):
     assert latest.label_version == 0
     results = workspace.analysis_results()
     assert results["label_quality"].notna().all() and len(results) == workspace.counts()["n"]
+    # The finished child is waited for: no <defunct> process is left behind the app.
+    wait_for_exit(job.pid)
+
+
+def wait_for_exit(pid: int, *, timeout: float = 30) -> None:
+    """Fail unless ``pid`` is gone (not a zombie) within ``timeout`` seconds."""
+    stat = Path(f"/proc/{pid}/stat")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            state = stat.read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            return  # reaped
+        if state != "Z":  # still exiting (writing its log, closing the store)
+            time.sleep(0.2)
+            continue
+        time.sleep(0.2)  # a zombie; give the waiter a moment before failing
+    pytest.fail(f"job process {pid} is still there (a <defunct> zombie) after {timeout:.0f} s")
 
 
 def test_train_job_records_a_run_with_metrics_and_model(workspace):
