@@ -56,10 +56,14 @@ def _progress_printer(prefix: str):
 
             _say(f"{prefix}: {info.get('stage', '')} {describe(info)}")
         elif info.get("step") is not None:
-            loss = info.get("loss")
+            from runtime.estimates import duration
+
+            loss, rate, left = info.get("loss"), info.get("rate"), info.get("eta_seconds")
             _say(
                 f"{prefix}: step {info['step']}/{info.get('total_steps')}"
-                + (f" loss {loss:.4f}" if loss is not None else "")
+                + (f" · {rate:.2f} steps/s" if rate else "")
+                + (f" · loss {loss:.4f}" if loss is not None else "")
+                + (f" · about {duration(left)} left" if left is not None else "")
             )
         else:
             _say(f"{prefix}: {info.get('stage', '')}")
@@ -381,6 +385,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"{result.train_samples_per_second:.1f} samples/s; accuracy {m.get('accuracy', 0):.3f}, "
         f"f1 {m.get('f1', 0):.3f}; model in {result.model_dir}"
     )
+    for warning in result.warnings:  # e.g. a tracker that failed: the run itself is saved
+        _say(f"warning: {warning}")
     print(json.dumps(result.metrics, indent=2))
     return 0
 

@@ -18,11 +18,14 @@ from plotly.subplots import make_subplots
 
 from app_pages.adapt import adaptation_panel
 from app_pages.figures import METRIC_LABELS
+from app_pages.plain import plain
+from app_pages.planning import plan_seconds, summarise
 from app_pages.progress import active_job, job_progress
 from app_pages.rate_sweep import rate_sweep_panel
 from app_pages.training_form import TRAIN_CONFIG_KEY, launch_training
 from app_pages.workspace import require_workspace
 from data.records import RunRecord
+from runtime.estimates import duration
 from training.config import TrainingConfig
 from training.reporting import METRICS, aggregate_runs, runs_frame
 
@@ -174,6 +177,16 @@ metric = st.selectbox("Metric", list(METRICS), format_func=METRIC_LABELS.get, ke
 running = next((j for j in ws.jobs(active=True) if j.kind in ("experiment", "train")), None)
 
 
+def experiment_estimate(config: TrainingConfig, experiment: str) -> tuple[float | None, str]:
+    """Roughly how long an experiment with default options takes, and how to say it."""
+    try:
+        summary = summarise(ws, experiment, config, {})
+    except ValueError as exc:  # e.g. too few rows for the fractions: said on the button's line
+        return None, plain(str(exc))
+    runs, seconds = len(summary["train_rows"]), plan_seconds(summary, config)
+    return seconds, f"{runs} runs, roughly {duration(seconds)}"
+
+
 def launch_buttons() -> None:
     saved = st.session_state.get(TRAIN_CONFIG_KEY)
     config = TrainingConfig.from_dict(saved) if saved else TrainingConfig()
@@ -182,12 +195,15 @@ def launch_buttons() -> None:
             ("data_size", "Run the data-size experiment"),
             ("label_quality", "Run the label-quality experiment"),
         ):
-            if st.button(label, key=f"run_{experiment}"):
-                launch_training(ws, config, experiment)
+            # The cost is on the button: these start tens of minutes of training on a CPU.
+            seconds, said = experiment_estimate(config, experiment)
+            if st.button(f"{label} ({said})", key=f"run_{experiment}", disabled=seconds is None):
+                launch_training(ws, config, experiment, estimate_seconds=seconds)
                 st.rerun()
         st.caption(
             "With the Train page's settings and default options (3 seeds for data size); "
-            "choose fractions, seeds, noise rates and thresholds on the Train page."
+            "choose fractions, seeds, noise rates and thresholds on the Train page. Estimates "
+            "use this machine's measured training speed once a run has measured it."
         )
 
 

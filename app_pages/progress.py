@@ -3,6 +3,7 @@ ends. The work itself runs in a job process (``jobs``); pages only poll the stor
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import streamlit as st
@@ -11,6 +12,7 @@ import jobs
 from app_pages.plain import plain
 from data.records import JobRecord, RunRecord
 from data.store import Workspace
+from runtime.estimates import duration
 
 
 def job_status_line(job: JobRecord) -> str:
@@ -65,15 +67,63 @@ def job_progress(ws: Workspace, job: JobRecord, *, key: str) -> RunRecord | None
     job_progress_ = job.progress
     n_runs, current = job_progress_.get("runs") or 1, job_progress_.get("run") or 1
     overall = min(1.0, (current - 1 + within) / n_runs)
-    text = (
-        f"step {step}/{steps}" + (f" · loss {loss:.4f}" if loss is not None else "")
-        if steps
-        else "loading the model…"
-    )
-    if n_runs > 1:
-        text = f"run {current}/{n_runs} · {text}"
-    st.progress(overall, text=text)
+    parts = [f"run {current}/{n_runs}"] if n_runs > 1 else []
+    if steps:
+        parts.append(f"step {step}/{steps}")
+        if progress.get("rate"):
+            parts.append(step_rate(progress["rate"]))
+        if loss is not None:
+            parts.append(f"loss {loss:.4f}")
+    else:
+        parts.append("loading the model…")
+    left = time_left(job, runs, datetime.now(UTC))
+    if left is not None:
+        parts.append(left)
+    st.progress(overall, text=" · ".join(parts))
     if st.button("Cancel", key=f"cancel_{key}"):
         jobs.cancel(ws, job.id)
         st.rerun()
     return run
+
+
+def step_rate(rate: float) -> str:
+    """Steps per second, or seconds per step when a step takes longer than one."""
+    return f"{rate:.1f} steps/s" if rate >= 1 else f"{1 / rate:.1f} s/step"
+
+
+def _seconds_between(start: str | None, end: str | datetime | None) -> float | None:
+    if not start or not end:
+        return None
+    end_time = end if isinstance(end, datetime) else datetime.fromisoformat(end)
+    return (end_time - datetime.fromisoformat(start)).total_seconds()
+
+
+def time_left(job: JobRecord, runs: list[RunRecord], now: datetime) -> str | None:
+    """ "about 4 min left" for a training job, as honest as what is known so far.
+
+    The current run's own rate (steps/s over the last minute, from its second step on) gives
+    its time left; the runs still to come take as long as the finished ones did on average
+    (else as long as this one will). Before any step is measured, the estimate made at launch
+    minus the time elapsed, labelled as such, so a figure shows from the first second.
+    """
+    n_runs, current = job.progress.get("runs") or 1, job.progress.get("run") or 1
+    run = runs[-1] if runs else None
+    progress = run.progress if run is not None else {}
+    this_left = progress.get("eta_seconds")
+    if this_left is None or run is None:
+        planned = job.params.get("estimate_seconds")
+        elapsed = _seconds_between(job.started_at or job.created_at, now)
+        if planned is None or elapsed is None:
+            return None
+        if elapsed > planned:
+            return f"taking longer than the {duration(planned)} estimated"
+        return f"about {duration(planned - elapsed)} left (estimated at the start)"
+    finished = [
+        seconds
+        for r in runs
+        if r.status == "done" and (seconds := _seconds_between(r.created_at, r.finished_at))
+    ]
+    this_total = (_seconds_between(run.created_at, now) or 0.0) + this_left
+    per_run = sum(finished) / len(finished) if finished else this_total
+    left = this_left + max(0, n_runs - current) * per_run
+    return f"about {duration(left)} left"

@@ -87,7 +87,8 @@ def launch_form(ws: Any, *, blocked: bool) -> None:
     if st.button(
         "Run the learning-rate sweep", key="run_learning_rate", disabled=blocked or bool(error)
     ):
-        launch_training(ws, config, EXPERIMENT, options)
+        seconds = plan_seconds(summarise(ws, EXPERIMENT, config, options), config)
+        launch_training(ws, config, EXPERIMENT, options, estimate_seconds=seconds)
         st.rerun()
 
 

@@ -176,6 +176,7 @@ if config is not None and not option_error:
     except ValueError as exc:
         plan_error = str(exc)
         st.error(plain(plan_error))
+seconds = None
 if summary is not None:
     device = resolve_device(config.device)
     precision = resolve_precision(config.precision, device)
@@ -220,7 +221,7 @@ def job_panel() -> None:
         st.caption("An encoder adaptation is running (below); start training when it ends.")
     blocked = config is None or summary is None or bool(plan_error) or adapting
     if st.button(label, type="primary", disabled=blocked, key="start_training"):
-        launch_training(ws, config, mode, options)
+        launch_training(ws, config, mode, options, estimate_seconds=seconds)
         st.rerun()
     last = next(iter(ws.jobs(kind="train")), None)
     last_exp = next(iter(ws.jobs(kind="experiment")), None)

@@ -159,10 +159,20 @@ def _validated(values: dict[str, Any]):
 
 
 def launch_training(
-    ws: Workspace, config: Any, experiment: str = "single", options: dict | None = None
+    ws: Workspace,
+    config: Any,
+    experiment: str = "single",
+    options: dict | None = None,
+    *,
+    estimate_seconds: float | None = None,
 ) -> int:
-    """Start a single run (job kind ``train``) or an experiment as a background job."""
+    """Start a single run (job kind ``train``) or an experiment as a background job.
+
+    ``estimate_seconds`` (the estimate the page showed) is kept with the job, so its progress
+    can say how long is left before the first step is measured.
+    """
+    timing = {} if estimate_seconds is None else {"estimate_seconds": round(estimate_seconds, 1)}
     if experiment == "single":
-        return jobs.launch(ws, "train", {"config": config.to_dict()})
+        return jobs.launch(ws, "train", {"config": config.to_dict(), **timing})
     params = {"config": config.to_dict(), "experiment": experiment, "options": options or {}}
-    return jobs.launch(ws, "experiment", params)
+    return jobs.launch(ws, "experiment", {**params, **timing})

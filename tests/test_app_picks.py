@@ -3,9 +3,14 @@ the reviewer name typed last time."""
 
 from __future__ import annotations
 
+import re
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
+from app_pages.progress import time_left
 from data.preferences import load_preferences, save_preference
+from data.records import JobRecord, RunRecord
 from data.store import Workspace
 from tests.conftest import app
 from training.reporting import model_choices
@@ -69,3 +74,47 @@ def test_damaged_preferences_read_as_none_and_unknown_keys_are_refused(home):
     assert load_preferences(home) == {"reviewer": "bo"}
     with pytest.raises(ValueError, match="valid: reviewer"):
         save_preference("password", "x", root=home)
+
+
+def test_time_left_before_and_during_a_multi_run_job():
+    start = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
+    at = start.isoformat
+    job = JobRecord(
+        id=1,
+        kind="experiment",
+        status="running",
+        params={"estimate_seconds": 600.0},
+        progress={"run": 1, "runs": 3},
+        started_at=at(),
+    )
+    # Nothing measured yet: the launch estimate minus the time elapsed, said as such.
+    said = time_left(job, [], start + timedelta(seconds=60))
+    assert said == "about 9 min left (estimated at the start)"
+    assert "taking longer than" in time_left(job, [], start + timedelta(seconds=700))
+    # Run 2 of 3 measures 30 s left; run 1 took 100 s, so run 3 should too: 130 s in all.
+    done = RunRecord(id=1, status="done", created_at=at(), finished_at=at_plus(start, 100))
+    running = RunRecord(
+        id=2, status="running", created_at=at_plus(start, 100), progress={"eta_seconds": 30.0}
+    )
+    job.progress = {"run": 2, "runs": 3}
+    assert time_left(job, [done, running], start + timedelta(seconds=150)) == (
+        "about 2 min 10 s left"
+    )
+
+
+def at_plus(start: datetime, seconds: float) -> str:
+    return (start + timedelta(seconds=seconds)).isoformat()
+
+
+def test_charts_buttons_say_what_an_experiment_costs_before_it_starts(analysed, launched):
+    at = app("app_pages/charts.py")
+    labels = {b.key: b.label for b in at.button if b.key and b.key.startswith("run_")}
+    assert re.fullmatch(
+        r"Run the data-size experiment \(12 runs, roughly .+\)", labels["run_data_size"]
+    )
+    assert re.search(
+        r"label-quality experiment \(\d+ runs, roughly .+\)", labels["run_label_quality"]
+    )
+    at.button(key="run_data_size").click().run()
+    [(kind, params)] = launched
+    assert kind == "experiment" and params["estimate_seconds"] > 0

@@ -253,6 +253,9 @@ def test_tiny_fine_tune_each_technique_evaluates_saves_and_reloads(tmp_path, tec
     # One progress call per step, plus one after the validation pass at the end of the epoch.
     assert [u["step"] for u in updates] == [1, 2, 2]
     assert updates[-1]["total_steps"] == 2 and np.isfinite(updates[-1]["loss"])
+    # Steps/s and this run's time left from the second step on (none after only one).
+    assert updates[0]["rate"] is None and updates[0]["eta_seconds"] is None
+    assert updates[1]["rate"] > 0 and updates[1]["eta_seconds"] == 0.0
     # The first loss is that of the untrained head, ~ln 2, with or without accumulation (the
     # Trainer would report it N times too large if it trusted num_items_in_batch here).
     assert result.history[0]["loss"] == pytest.approx(np.log(2), abs=0.05)

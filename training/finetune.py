@@ -13,7 +13,8 @@ every ``config.eval_steps``) and, with ``config.early_stopping_patience``, drive
 The evaluation rows (``eval_texts``) are only scored after training: they never choose a
 model. Checkpoints exist only while early stopping needs them (``output_dir/trainer``, removed
 after the run). Trackers are off unless ``config.report_to`` names one
-(:mod:`training.tracking`); no progress bars are printed: progress goes to the ``progress``
+(:mod:`training.tracking`), and a tracker that fails only adds to ``result.warnings``; no
+progress bars are printed: progress goes to the ``progress``
 callback instead, so a UI or a CLI decides how to show it.
 
 Under a distributed launch (``accelerate launch`` / ``torchrun``, see :mod:`jobs.runner`)
@@ -39,12 +40,13 @@ import numpy as np
 
 from runtime.device import is_main_process, resolve_device, resolve_precision
 from runtime.estimates import record_speed
+from runtime.progress import RateMeter
 from runtime.validation import check_texts
 from training.config import TrainingConfig
 from training.inference import MODEL_SUBDIR, predict_core, quiet_transformers
 from training.metrics import classification_metrics
 from training.sampling import stratified_holdout, stratified_sample, validation_cap
-from training.tracking import check_tracker, tracker_env, trainer_report_to
+from training.tracking import tracking
 
 __all__ = ["FineTuneResult", "fine_tune", "speed_identity", "stratified_sample"]
 
@@ -72,7 +74,8 @@ class FineTuneResult:
     ``eval_texts`` are ``eval_indices`` (all rows unless ``max_eval_samples`` capped them);
     ``probe_before`` / ``probe_after`` those of ``probe_texts`` before and after training.
     ``new_head`` says the classifier head was freshly initialised, so ``probe_before`` is
-    chance level.
+    chance level. ``warnings`` says what went wrong on the side without stopping the run
+    (an experiment tracker that failed, see :mod:`training.tracking`).
     """
 
     metrics: dict | None
@@ -94,6 +97,7 @@ class FineTuneResult:
     stopped_early: bool = False
     epochs_completed: float = 0.0
     new_head: bool = True
+    warnings: list[str] = field(default_factory=list)
     eval_probs: np.ndarray | None = field(default=None, repr=False)
     eval_indices: np.ndarray | None = field(default=None, repr=False)
     probe_before: np.ndarray | None = field(default=None, repr=False)
@@ -187,7 +191,9 @@ def fine_tune(
         ``result.probe_before`` / ``result.probe_after``.
     tracking_dir
         Where a local tracker store goes when ``config.report_to`` is not ``"none"``
-        (default ``output_dir``).
+        (default ``output_dir``): ``mlflow.db`` or ``wandb/``. A tracker that is not
+        installed or fails (at start, while logging, at the end) does not stop the run: the
+        result's ``warnings`` say what happened.
 
     Returns
     -------
@@ -197,7 +203,7 @@ def fine_tune(
     ------
     ValueError
         Bad inputs (lengths differ, label ids out of range, fewer than two classes, early
-        stopping without validation rows, a tracker that is not installed, ...).
+        stopping without validation rows, ...).
     OSError
         The model could not be loaded; the message names what was tried.
     """
@@ -216,7 +222,6 @@ def fine_tune(
     evaluation = _optional_rows(eval_texts, eval_labels, label_names, "eval")
     validation = _optional_rows(validation_texts, validation_labels, label_names, "validation")
     probes = None if probe_texts is None else check_texts(probe_texts, "probe_texts")
-    check_tracker(config.report_to)
     train, validation = _split_validation(train, validation, config)
     if config.early_stopping_patience and validation is None:
         raise ValueError(
@@ -225,7 +230,10 @@ def fine_tune(
             "rows, pass validation_texts, or set early_stopping_patience=0."
         )
     output_dir = Path(output_dir)
-    with tracker_env(config.report_to, tracking_dir=tracking_dir or output_dir):
+    warnings: list[str] = []
+    with tracking(
+        config.report_to, tracking_dir=tracking_dir or output_dir, warnings=warnings
+    ) as tracker:
         return _fine_tune_core(
             train,
             label_names=label_names,
@@ -236,6 +244,8 @@ def fine_tune(
             probes=probes,
             progress=progress,
             should_stop=should_stop,
+            tracker=tracker,
+            warnings=warnings,
         )
 
 
@@ -274,6 +284,8 @@ def _fine_tune_core(
     probes: list[str] | None,
     progress: Callable[[dict], None] | None,
     should_stop: Callable[[], bool] | None,
+    tracker: Any,
+    warnings: list[str],
 ) -> FineTuneResult:
     from transformers import set_seed
 
@@ -294,6 +306,8 @@ def _fine_tune_core(
         learning_rate=config.effective_learning_rate,
         validation_samples=0 if validation is None else len(validation.texts),
         new_head=new_head,
+        # The same list the tracker appends to while it trains.
+        warnings=warnings,
     )
     if probes is not None:
         # fp32 on the model's current device: a handful of rows, before any device move.
@@ -321,6 +335,7 @@ def _fine_tune_core(
         precision,
         progress,
         should_stop,
+        tracker,
     )
     try:
         with quiet_transformers():
@@ -358,6 +373,7 @@ def _build_trainer(
     precision,
     progress,
     should_stop,
+    tracker,
 ) -> tuple[Any, Any]:
     from transformers import (
         DataCollatorWithPadding,
@@ -379,6 +395,8 @@ def _build_trainer(
     callbacks = [callback]
     if config.early_stopping_patience and eval_dataset is not None:
         callbacks.append(EarlyStoppingCallback(config.early_stopping_patience))
+    if tracker is not None:
+        callbacks.append(tracker)
     with quiet_transformers():
         trainer = Trainer(
             model=model,
@@ -513,7 +531,9 @@ def _training_arguments(
         load_best_model_at_end=stop_early,
         metric_for_best_model="eval_loss" if stop_early else None,
         greater_is_better=False if stop_early else None,
-        report_to=trainer_report_to(config.report_to),
+        # The tracker, if any, comes as a callback of its own (training.tracking), wrapped so
+        # that its failures cannot end the run.
+        report_to="none",
         disable_tqdm=True,
         log_level="error",
         use_cpu=device == "cpu",
@@ -568,6 +588,9 @@ def _progress_callback(
             self.eval_seconds = 0.0
             self._start = time.perf_counter()
             self._rows_per_step = 1
+            # Steps/s over the last minute (validation passes included, so they count in the
+            # time left), from the second step on: the first figure comes seconds after start.
+            self._meter = RateMeter(window=60.0)
 
         def on_train_begin(self, args, state, control, **kwargs):
             self._start = time.perf_counter()
@@ -607,8 +630,13 @@ def _progress_callback(
             if progress is None or not is_main_process():
                 return
             elapsed = max(time.perf_counter() - self._start, 1e-9)
+            timing = self._meter(
+                {"stage": "training", "done": int(state.global_step), "total": state.max_steps}
+            )
             progress(
                 {
+                    "rate": timing.get("rate"),  # steps/s
+                    "eta_seconds": timing.get("eta_seconds"),  # this run's steps left
                     "step": int(state.global_step),
                     "total_steps": int(state.max_steps),
                     "loss": self._loss,
