@@ -12,9 +12,11 @@ import streamlit as st
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from app_pages.workspace import show_database_error, sidebar  # noqa: E402 - after the env is set
-
-st.set_page_config(page_title="Second Look", page_icon=":material/search:", layout="wide")
+# The page and its navigation are drawn before anything heavy is imported (pandas and the store,
+# in app_pages.workspace): on a cold server that takes seconds, and the browser would stay blank.
+# The icon is an emoji: the browser draws it itself, while a ":material/..." icon would be
+# fetched from fonts.gstatic.com (the app must fetch nothing from outside).
+st.set_page_config(page_title="Second Look", page_icon="🔎", layout="wide")
 
 # Sections follow the loop: get the labels right, then see what they buy a model, then share.
 pages = {
@@ -39,7 +41,12 @@ pages = {
     ],
 }
 page = st.navigation(pages)
+
+from app_pages.progress import running_jobs_sidebar  # noqa: E402 - after the first paint
+from app_pages.workspace import show_database_error, sidebar  # noqa: E402
+
 sidebar()
+running_jobs_sidebar()  # every page says what runs in the background, and how far along
 try:
     page.run()
 except sqlite3.DatabaseError as exc:  # the workspace was damaged after it was opened?

@@ -10,9 +10,11 @@ import streamlit as st
 
 import jobs
 from app_pages.plain import plain
+from app_pages.workspace import WS_KEY, open_workspace
 from data.records import JobRecord, RunRecord
 from data.store import Workspace
 from runtime.estimates import duration
+from runtime.progress import describe
 
 
 def job_status_line(job: JobRecord) -> str:
@@ -127,3 +129,59 @@ def time_left(job: JobRecord, runs: list[RunRecord], now: datetime) -> str | Non
     per_run = sum(finished) / len(finished) if finished else this_total
     left = this_left + max(0, n_runs - current) * per_run
     return f"about {duration(left)} left"
+
+
+# Where each kind's progress is drawn in full, with its Cancel button.
+JOB_PAGES = {
+    "analyze": "app_pages/issues.py",
+    "train": "app_pages/train.py",
+    "experiment": "app_pages/charts.py",
+    "adapt": "app_pages/train.py",
+}
+
+
+def job_summary(ws: Workspace, job: JobRecord) -> tuple[str, float | None]:
+    """One short line for any running job, and its fraction done (None when unknown)."""
+    kind = jobs.KINDS.get(job.kind)
+    title = kind.title if kind else job.kind
+    if kind is not None and kind.trains:
+        runs = ws.runs(job_id=job.id)
+        run_progress = runs[-1].progress if runs else {}
+        n_runs, current = job.progress.get("runs") or 1, job.progress.get("run") or 1
+        fraction = min(1.0, (current - 1 + (progress_fraction(run_progress) or 0.0)) / n_runs)
+        left = time_left(job, runs, datetime.now(UTC))
+        return " · ".join(p for p in (title, f"{fraction:.0%}", left) if p), fraction
+    fraction = progress_fraction(job.progress)
+    said = describe(job.progress)
+    stage = job.progress.get("stage")
+    # Stages may quote data (a model path): plain text.
+    return " · ".join(plain(p) for p in (title, stage, said) if p), fraction
+
+
+def running_jobs_sidebar() -> None:
+    """Every page's sidebar says what runs in the background and how far along it is.
+
+    Polls every 3 s while a job runs; a page without a running job draws nothing and polls
+    nothing (the next full rerun looks again). Quiet about a workspace that cannot be opened:
+    the page itself says what is wrong with it.
+    """
+    path = st.session_state.get(WS_KEY)
+    try:
+        ws = open_workspace(path) if path else None
+        if ws is None or not ws.jobs(active=True):
+            return
+    except Exception:  # noqa: BLE001 - a damaged workspace: its page shows the panel
+        return
+
+    @st.fragment(run_every=3.0)
+    def panel() -> None:
+        jobs.reap(ws)
+        for job in ws.jobs(active=True):
+            said, fraction = job_summary(ws, job)
+            st.caption(f"Running: {said}")
+            if fraction is not None:
+                st.progress(fraction)
+            st.page_link(JOB_PAGES.get(job.kind, "app_pages/data.py"), label="Details")
+
+    with st.sidebar:
+        panel()

@@ -118,3 +118,16 @@ def test_charts_buttons_say_what_an_experiment_costs_before_it_starts(analysed, 
     at.button(key="run_data_size").click().run()
     [(kind, params)] = launched
     assert kind == "experiment" and params["estimate_seconds"] > 0
+
+
+def test_every_page_says_what_runs_in_the_background(analysed):
+    job = analysed.create_job("analyze", {})
+    progress = {"stage": "embedding", "done": 900, "total": 3600, "unit": "texts"}
+    analysed.update_job(job, status="running", progress={**progress, "eta_seconds": 90.0})
+    for page in ("app_pages/review.py", "app_pages/export.py"):
+        at = app(page)
+        said = " ".join(c.value for c in at.sidebar.caption)
+        assert "Running: Analysis · embedding · 900 / 3,600 texts · about 1 min 30 s left" in said
+    analysed.update_job(job, status="done")
+    at = app("app_pages/review.py")
+    assert not any("Running:" in c.value for c in at.sidebar.caption)
