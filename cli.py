@@ -447,7 +447,44 @@ def cmd_backup(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    """Measure this machine's embedding, training and prediction speeds (about 20 s on a CPU),
+    so that the next estimates are measured ones."""
+    from runtime.encoder import EncoderSettings
+    from runtime.estimates import speeds_path
+    from training.calibration import calibrate
+    from training.config import TrainingConfig
+
+    ws = _open_workspace(args.workspace)
+    rows = ws.samples()
+    index = {name: i for i, name in enumerate(ws.label_names)}
+    config = TrainingConfig(technique=args.technique, device=args.device)
+    speeds = calibrate(
+        rows["text"].tolist(),
+        [index[label] for label in rows["label"]],
+        label_names=list(ws.label_names),
+        config=config,
+        settings=EncoderSettings(device=args.device),
+        progress=_progress_printer("calibrate"),
+    )
+    units = {"embed": "texts/s", "train": f"rows/s ({args.technique})", "predict": "texts/s"}
+    for task, rate in speeds.items():
+        said = f"{rate:,.0f} {units[task]}" if rate else "too quick to time (kept: nothing)"
+        _say(f"calibrate: {task}: {said}")
+    _say(f"calibrate: kept in {speeds_path()}")
+    ws.close()
+    return 0
+
+
 def _add_store_commands(sub) -> None:
+    c = sub.add_parser(
+        "calibrate",
+        help="measure this machine's speeds (about 20 s on a CPU) for the time estimates",
+    )
+    c.add_argument("workspace", help="workspace folder (its texts are timed)")
+    c.add_argument("--technique", default="full", choices=("full", "lora", "head"))
+    c.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    c.set_defaults(func=cmd_calibrate)
     r = sub.add_parser("restore", help="restore a damaged workspace from its backup")
     r.add_argument("workspace", help="workspace folder (holds store.sqlite)")
     r.add_argument(

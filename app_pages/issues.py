@@ -9,6 +9,7 @@ import streamlit as st
 import jobs
 from app_pages.adapt import adapted_choice
 from app_pages.plain import plain, plain_chart
+from app_pages.planning import calibration_offer
 from app_pages.progress import active_job, job_status_line, progress_fraction
 from app_pages.workspace import require_workspace
 from curation.methods import DEFAULT_METHOD, METHOD_HELP, METHODS, detection_seconds
@@ -65,6 +66,8 @@ with st.expander("Analysis settings", expanded=ws.latest_analysis() is None):
         + ("" if done_before else ", most of it embedding every text once (cached after)")
         + "."
     )
+    if not done_before:
+        calibration_offer(ws, settings=settings, key="analysis")
     st.caption(
         f"Out-of-sample probabilities: {plain(settings.describe())}, then {n_folds}-fold "
         f"cross-validation ({method}); cleanlab scores each label and Datalab looks for "
@@ -197,6 +200,8 @@ with right:
         )
         fig.update_layout(height=300, margin=dict(l=0, r=0, t=10, b=0))
         st.plotly_chart(fig, width="stretch")
+    else:  # an empty heading reads like a broken chart: say why there is nothing
+        st.caption("Nothing is flagged, so there are no disagreements to show here.")
 
 st.subheader("Lowest label quality first")
 st.caption(

@@ -13,8 +13,12 @@ from typing import Any
 
 import streamlit as st
 
+import jobs
+from app_pages.plain import plain
 from app_pages.workspace import open_workspace
-from runtime.estimates import estimate_seconds
+from runtime.encoder import EncoderSettings, embed_rate
+from runtime.encoder import speed_identity as encoder_identity
+from runtime.estimates import duration, estimate_seconds, measured_speed, speed
 from training.config import TrainingConfig
 from training.experiments import eval_ids
 from training.finetune import speed_identity
@@ -87,3 +91,65 @@ def plan_seconds(summary: dict[str, Any], config: TrainingConfig) -> float:
             default_rate=CPU_PREDICT_ROWS_PER_SECOND * speedup,
         )
     return total
+
+
+def calibration_seconds(config: TrainingConfig, settings: EncoderSettings) -> float:
+    """How long :func:`training.calibration.calibrate` should take here: its rows at the
+    speeds known now, plus loading the model twice."""
+    from training.calibration import CALIBRATION_ROWS
+
+    embed = embed_rate(settings)
+    train = speed(
+        "train",
+        **speed_identity(config, "train"),
+        default=CPU_TRAIN_ROWS_PER_SECOND[config.technique],
+    )
+    predict = speed("predict", **speed_identity(config, "predict"), default=embed)
+    rows = CALIBRATION_ROWS
+    return rows["embed"] / embed + rows["train"] / train + rows["predict"] / predict + 10.0
+
+
+def unmeasured(config: TrainingConfig | None, settings: EncoderSettings | None) -> list[str]:
+    """Which of the speeds behind an estimate are still a typical machine's, not this one's."""
+    missing = []
+    if settings is not None and measured_speed("embed", **encoder_identity(settings)) is None:
+        missing.append("embedding")
+    if config is not None:
+        if measured_speed("train", **speed_identity(config, "train")) is None:
+            missing.append("training")
+        if measured_speed("predict", **speed_identity(config, "predict")) is None:
+            missing.append("prediction")
+    return missing
+
+
+def calibration_offer(
+    ws: Any,
+    *,
+    config: TrainingConfig | None = None,
+    settings: EncoderSettings | None = None,
+    key: str,
+) -> None:
+    """Under an estimate: say when it rests on a typical machine's speed, and offer to measure
+    this one (a short ``calibrate`` job) so the estimate becomes a measured one."""
+    running = next((j for j in ws.jobs(active=True) if j.kind == "calibrate"), None)
+    if running is not None:
+        st.caption(
+            f"Measuring this machine's speed… ({plain(running.progress.get('stage') or 'starting')})"
+        )
+        return
+    missing = unmeasured(config, settings)
+    if not missing:
+        return
+    config = config or TrainingConfig()
+    settings = settings or EncoderSettings()
+    seconds = calibration_seconds(config, settings)
+    left, right = st.columns([3, 1], vertical_alignment="center")
+    left.caption(
+        f"The {', '.join(missing)} speed behind this estimate is a typical machine's, not yet "
+        "measured here: a real run measures it, or measure it now on this workspace's texts."
+    )
+    if right.button(f"Measure (about {duration(seconds)})", key=f"calibrate_{key}"):
+        jobs.launch(
+            ws, "calibrate", {"config": config.to_dict(), "encoder": dict(settings.__dict__)}
+        )
+        st.rerun(scope="app")

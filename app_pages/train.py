@@ -22,6 +22,7 @@ from app_pages.planning import (
     CPU_TRAIN_ROWS_PER_SECOND,
     GPU_SPEEDUP,
     PLAN_FIELDS,
+    calibration_offer,
     plan_seconds,
     plan_summary,
 )
@@ -202,6 +203,7 @@ if summary is not None:
     )
     if device == "cpu" and config.max_train_samples is None:
         st.caption("No training-row cap on a CPU: this may take a long time.")
+    calibration_offer(ws, config=config, key="train")
 
 
 @st.fragment(run_every=1.5)
@@ -305,6 +307,9 @@ facts = [
     "stopped early" if data.get("stopped_early") else "",
 ]
 st.caption(" · ".join(f for f in facts if f))
+# What went wrong on the side (an experiment tracker that failed): the run itself is complete.
+for warning in data.get("warnings") or []:
+    st.warning(plain(warning))  # tracker errors quote paths and URIs
 
 run_charts(run, key="cm")  # the confusion matrix and the ROC curves
 if run.history:

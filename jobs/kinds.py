@@ -114,9 +114,31 @@ def _adapt(ws, params, job_id, progress, should_stop) -> dict[str, Any]:
     return {k: v for k, v in result.summary().items() if k != "history"}
 
 
+def _calibrate(ws, params, job_id, progress, should_stop) -> dict[str, Any]:
+    from runtime.encoder import EncoderSettings
+    from training.calibration import calibrate
+    from training.config import TrainingConfig
+
+    rows = ws.samples()
+    names = ws.label_names
+    index = {name: i for i, name in enumerate(names)}
+    speeds = calibrate(
+        rows["text"].tolist(),
+        [index[label] for label in rows["label"]],
+        label_names=list(names),
+        config=TrainingConfig.from_dict(params.get("config", {})),
+        settings=EncoderSettings(**params.get("encoder", {})),
+        progress=progress,
+        should_stop=should_stop,
+    )
+    return {"speeds": speeds}
+
+
 register(JobKind("analyze", "Analysis", trains=False, run=_analyze))
 register(JobKind("train", "Training", trains=True, run=_training("single")))
 register(JobKind("experiment", "Experiment", trains=True, run=_training(None)))
 # Masked-LM training of the encoder on the texts: single-process on purpose (one GPU at most;
 # trains=False keeps jobs.runner from launching it once per GPU).
 register(JobKind("adapt", "Encoder adaptation", trains=False, run=_adapt))
+# Times embedding, a short training and prediction (training/calibration.py): one process.
+register(JobKind("calibrate", "Speed calibration", trains=False, run=_calibrate))

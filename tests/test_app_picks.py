@@ -131,3 +131,24 @@ def test_every_page_says_what_runs_in_the_background(analysed):
     analysed.update_job(job, status="done")
     at = app("app_pages/review.py")
     assert not any("Running:" in c.value for c in at.sidebar.caption)
+
+
+def test_an_unmeasured_estimate_offers_to_measure_this_machine(analysed, launched):
+    at = app("app_pages/issues.py")
+    said = " ".join(c.value for c in at.caption)
+    assert "embedding speed behind this estimate is a typical machine's" in said
+    [button] = [b for b in at.button if b.key == "calibrate_analysis"]
+    assert re.fullmatch(r"Measure \(about \d+ s\)", button.label)
+    button.click().run()
+    assert launched and launched[0][0] == "calibrate"
+    assert set(launched[0][1]) == {"config", "encoder"}
+
+
+def test_measured_speeds_take_the_offer_away(analysed):
+    from runtime.encoder import EncoderSettings
+    from runtime.encoder import speed_identity as encoder_identity
+    from runtime.estimates import record_speed
+
+    record_speed("embed", 1000, 4.0, **encoder_identity(EncoderSettings()))
+    at = app("app_pages/issues.py")
+    assert not [b for b in at.button if b.key == "calibrate_analysis"]

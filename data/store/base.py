@@ -30,7 +30,7 @@ LABEL_ACTIONS = ("confirm", "accept", "relabel", "resolve")
 # Text actions change a sample's text, never its label (Workspace.repair_texts writes them).
 TEXT_ACTIONS = ("repair_text",)
 ACTIONS = (*LABEL_ACTIONS, "exclude", "include", *TEXT_ACTIONS, "undo")
-JOB_KINDS = ("analyze", "train", "experiment", "adapt")
+JOB_KINDS = ("analyze", "train", "experiment", "adapt", "calibrate")
 JOB_STATUSES = ("queued", "running", "done", "failed", "cancelled")
 ORDERS = ("quality", "uncertainty", "random", "row")
 
