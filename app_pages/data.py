@@ -9,7 +9,7 @@ import streamlit as st
 
 import jobs
 from app_pages.plain import plain
-from app_pages.workspace import current_workspace, select_workspace
+from app_pages.workspace import WS_KEY, current_workspace, select_workspace
 from data import demo
 from data.encoding import is_rows_note
 from data.readers import (
@@ -263,7 +263,9 @@ with st.expander("Import a dataset", expanded=ws is None):
                     )
                 )
             else:
-                st.session_state["flash"] = f"Imported workspace '{plain(name)}'."
+                # The folder name, as the sidebar lists it: one spelling of each workspace.
+                folder = Path(st.session_state[WS_KEY]).name
+                st.session_state["flash"] = f"Imported workspace **{plain(folder)}**."
                 st.rerun()
 
 if ws is not None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
+import pandas as pd
 import pytest
 
 from app_pages.progress import time_left
@@ -152,3 +153,19 @@ def test_measured_speeds_take_the_offer_away(analysed):
     record_speed("embed", 1000, 4.0, **encoder_identity(EncoderSettings()))
     at = app("app_pages/issues.py")
     assert not [b for b in at.button if b.key == "calibrate_analysis"]
+
+
+def test_a_workspace_has_one_spelling_in_the_message_and_the_sidebar(home, launched, data_dir):
+    path = data_dir / "formula_script.csv"
+    frame = pd.DataFrame({"body": [f"ticket {i}" for i in range(20)], "queue": ["a", "b"] * 10})
+    frame.to_csv(path, index=False)
+    at = app()
+    at.text_input(key="import_path").input("formula_script.csv").run()
+    at.selectbox(key="map_text").select("body")
+    at.selectbox(key="map_label").select("queue")
+    at.button(key="do_import").click().run()
+    assert not at.exception, at.exception
+    said = " ".join(s.value for s in at.success) + " ".join(m.value for m in at.markdown)
+    assert "formula_script" in said and "formula-script" not in said
+    sidebar = at.sidebar.selectbox[0]
+    assert sidebar.value.endswith("formula_script") and "formula_script" in sidebar.options

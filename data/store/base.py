@@ -117,14 +117,18 @@ _SLUG_BYTES = 64  # well under the 255-byte file-name limit, with room for a suf
 def slugify(name: str) -> str:
     """A folder-safe workspace name, one per distinct name in practice.
 
-    Letters and digits of every script are kept (``"Отзывы 2024"`` -> ``"отзывы-2024"``), the
-    rest become ``-``. A name with nothing left (``"!!!"``) or too long for a folder gets a
-    short hash of the whole name, so such names do not all collide in one folder.
+    Letters, digits and underscores of every script are kept (``"Отзывы 2024"`` ->
+    ``"отзывы-2024"``), the rest become ``-``. Underscores stay so that the name the Data page
+    proposes from a file (``formula_script.csv`` -> ``formula_script``) is the folder name the
+    sidebar lists, one spelling. A name with nothing left (``"!!!"``) or too long for a folder
+    gets a short hash of the whole name, so such names do not all collide in one folder.
 
     >>> slugify("My reviews!"), slugify("Отзывы"), slugify("!!!") != slugify("???")
     ('my-reviews', 'отзывы', True)
+    >>> slugify("formula_script"), slugify("__")[:10]
+    ('formula_script', 'workspace-')
     """
-    slug = re.sub(r"[\W_]+", "-", unicodedata.normalize("NFKC", name).lower()).strip("-")
+    slug = re.sub(r"\W+", "-", unicodedata.normalize("NFKC", name).lower()).strip("-_")
     digest = hashlib.sha1(name.encode("utf-8", "surrogatepass")).hexdigest()[:8]
     if not slug:
         return f"workspace-{digest}"
