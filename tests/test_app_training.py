@@ -8,12 +8,14 @@ model for the "Try it" box.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from app_pages.plain import plain
 from data.records import run_metrics
 from data.store import Workspace
 from tests.conftest import NEGATIVE, POSITIVE, app
@@ -162,13 +164,17 @@ def test_train_page_launches_a_data_size_experiment_with_three_seeds(ws, launche
     assert params["options"] == {"fractions": [0.25, 0.5, 1.0], "seeds": [0, 1, 2]}
 
 
-def test_a_bad_value_names_the_field_and_launches_nothing(ws, launched):
+def test_a_bad_value_names_the_field_and_launches_nothing(ws, launched, monkeypatch):
+    monkeypatch.setitem(sys.modules, "mlflow", None)  # as if not installed (an optional extra)
     at = app("app_pages/train.py")
     at.number_input(key="tr_validation_fraction").set_value(0.9).run()
-    assert any("validation_fraction" in e.value for e in at.error)
+    # The page's words first, the setting's own name in brackets.
+    said = [e.value.replace("\\", "") for e in at.error]  # shown as plain text: escaped
+    assert any(e.startswith("Validation share of train (validation_fraction) must") for e in said)
+    assert at.number_input(key="tr_validation_fraction").label == "Validation share of train"
     assert at.button(key="start_training").disabled
     at.number_input(key="tr_validation_fraction").set_value(0.1).run()
-    at.toggle(key="tr_track").set_value(True).run()  # mlflow is not installed here
+    at.toggle(key="tr_track").set_value(True).run()
     assert any("pip install mlflow" in e.value for e in at.error)
     assert at.button(key="start_training").disabled
     assert launched == []
@@ -189,6 +195,19 @@ def test_a_finished_run_shows_test_and_verified_scores_and_before_after(ws):
     said = " ".join(m.value for m in at.markdown)
     assert "base model 0 of 1 correct, fine-tuned 1 of 1 (100%; on all 6 test rows: 50%)" in said
     assert len(at.get("plotly_chart")) == 2  # confusion matrix and loss curves
+    assert not at.warning
+
+
+def test_a_run_whose_tracker_failed_shows_the_warning(ws):
+    job = finished_job(ws, "train")
+    failed = (
+        "MLflow tracking failed at the start (MlflowException: no); the run went on without it."
+    )
+    add_run(ws, job, accuracy=0.5, verified=0.75, data={"warnings": [failed]})
+    at = app("app_pages/train.py")
+    assert not at.exception, at.exception
+    assert [w.value for w in at.warning] == [plain(failed)]  # shown literally
+    assert [m.value for m in at.metric if m.label == "Accuracy"] == ["0.500", "0.750"]
 
 
 def test_charts_page_draws_error_bars_over_three_seeds(ws, launched):

@@ -114,8 +114,9 @@ class TrainingConfig:
     lora_r: int = 8
     lora_alpha: int = 16
     lora_dropout: float = 0.1
-    # Experiment tracker: none, mlflow (local file store under the run folder unless
-    # MLFLOW_TRACKING_URI is set) or wandb (offline mode unless WANDB_MODE is set).
+    # Experiment tracker: none, mlflow (local SQLite store, mlflow.db, unless
+    # MLFLOW_TRACKING_URI is set) or wandb (offline mode unless WANDB_MODE is set). A tracker
+    # that fails is a warning on the run, never the end of it (training/tracking.py).
     report_to: str = "none"
 
     FIELD_HELP: ClassVar[dict[str, str]] = {
@@ -153,9 +154,10 @@ class TrainingConfig:
         "lora_r": "LoRA rank (technique lora): size of the low-rank update; 4 to 16 is usual.",
         "lora_alpha": "LoRA scaling (technique lora): the update is scaled by alpha / r.",
         "lora_dropout": "Dropout on the LoRA adapters' input (technique lora).",
-        "report_to": "Experiment tracker: none, mlflow (local file store in the run folder "
-        "unless MLFLOW_TRACKING_URI is set; needs pip install mlflow) or wandb (offline unless "
-        "WANDB_MODE is set; needs pip install wandb).",
+        "report_to": "Experiment tracker: none, mlflow (local SQLite store mlflow.db unless "
+        "MLFLOW_TRACKING_URI is set; needs pip install mlflow-skinny sqlalchemy alembic) or "
+        "wandb (offline unless WANDB_MODE is set; needs pip install wandb). A tracker that "
+        "fails is reported as a warning; the run goes on.",
     }
 
     def __post_init__(self) -> None:

@@ -8,7 +8,8 @@ Every run's record (``ws.run(run_id)``) holds:
   noise_flipped, label_version, train_rows, train_ids_hash, eval_rows, eval_ids_hash,
   verified_rows, validation_rows, validation_source, plus training facts (device, precision,
   technique, learning_rate, train_seconds, train_samples_per_second, trainable_parameters,
-  stopped_early, best_validation_loss, epochs_completed);
+  stopped_early, best_validation_loss, epochs_completed) and ``warnings`` (what went wrong on
+  the side without stopping the run, e.g. an experiment tracker that failed);
 - ``history``: ``{"step", "loss", "epoch"}`` per training logging step and
   ``{"step", "eval_loss", "epoch"}`` per validation pass (:func:`training.reporting.history_frame` makes it long);
 - ``test``, ``verified`` and ``examples``: the test metrics, the verified-subset metrics
@@ -391,6 +392,7 @@ RESULT_KEYS = (
     "best_validation_loss",
     "stopped_early",
     "epochs_completed",
+    "warnings",
 )
 
 
