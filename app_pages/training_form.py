@@ -21,6 +21,43 @@ TECHNIQUE_LABELS = {
 # with the same settings.
 TRAIN_CONFIG_KEY = "train_config"
 TRACKER_LABELS = {"mlflow": "MLflow", "wandb": "Weights & Biases"}
+# What each setting is called on the page; the config's own name (what the CLI flags, the run
+# records and the exports use) is given in its help text.
+FIELD_LABELS = {
+    "technique": "Technique",
+    "model": "Model",
+    "learning_rate": "Learning rate",
+    "epochs": "Epochs",
+    "batch_size": "Batch size",
+    "gradient_accumulation_steps": "Accumulate gradients over (batches)",
+    "max_length": "Max tokens per text",
+    "seed": "Random seed",
+    "lora_r": "LoRA rank",
+    "lora_alpha": "LoRA alpha (scale)",
+    "lora_dropout": "LoRA dropout",
+    "weight_decay": "Weight decay",
+    "warmup_ratio": "Warm-up share of steps",
+    "dropout": "Dropout",
+    "validation_fraction": "Validation share of train",
+    "early_stopping_patience": "Early stopping: evaluations without improvement",
+    "eval_steps": "Evaluate every (steps)",
+    "max_train_samples": "Training rows at most",
+    "max_eval_samples": "Test rows scored at most",
+    "device": "Device",
+    "precision": "Precision",
+    "report_to": "Experiment tracker",
+}
+
+
+def field_label(name: str) -> str:
+    """The page's words for a config field (its own name when it has none)."""
+    return FIELD_LABELS.get(name, name)
+
+
+def _help(name: str, text: str) -> str:
+    return f"{text}\n\nSetting: `{name}`."
+
+
 # Widget layout: (section title or None for always visible, fields). LoRA fields only show
 # for technique "lora"; report_to is a toggle of its own.
 _MAIN_FIELDS = (
@@ -65,7 +102,7 @@ def config_form(prefix: str, **overrides: Any):
         "Log to an experiment tracker",
         value=defaults["report_to"] != "none",
         key=f"{prefix}_track",
-        help=TrainingConfig.FIELD_HELP["report_to"],
+        help=_help("report_to", TrainingConfig.FIELD_HELP["report_to"]),
     )
     values["report_to"] = "none"
     if track:
@@ -87,11 +124,12 @@ def _field_widget(col, prefix: str, name: str, default: Any, values: dict, choic
     """One config field's widget; optional numbers start empty (None) when their default is."""
     from training.config import DEFAULT_LEARNING_RATES, OPTIONAL_FIELDS, TrainingConfig
 
-    key, help_ = f"{prefix}_{name}", TrainingConfig.FIELD_HELP[name]
+    key, help_ = f"{prefix}_{name}", _help(name, TrainingConfig.FIELD_HELP[name])
+    label = field_label(name)
     if name == "technique":
         options = ["head", "full", "lora"]
         return col.selectbox(
-            "technique",
+            label,
             options,
             index=options.index(default),
             format_func=TECHNIQUE_LABELS.get,
@@ -100,13 +138,13 @@ def _field_widget(col, prefix: str, name: str, default: Any, values: dict, choic
         )
     if name == "model":
         typed = col.text_input(
-            name, value=default, key=key, help=help_, placeholder="packaged all-MiniLM-L6-v2"
+            label, value=default, key=key, help=help_, placeholder="packaged all-MiniLM-L6-v2"
         )
         # An encoder adapted to this workspace's texts, when it has some (app_pages.adapt).
         return adapted_choice(col, st.session_state.get(WS_KEY), key=f"{key}_adapted") or typed
     if name in choices:
         options = list(choices[name])
-        return col.selectbox(name, options, index=options.index(default), key=key, help=help_)
+        return col.selectbox(label, options, index=options.index(default), key=key, help=help_)
     integer = name in _INTEGER_FIELDS
     placeholder = None
     if name == "learning_rate":
@@ -116,7 +154,7 @@ def _field_widget(col, prefix: str, name: str, default: Any, values: dict, choic
     if default is None and name not in OPTIONAL_FIELDS:
         default = 0
     return col.number_input(
-        name,
+        label,
         value=None if default is None else (int(default) if integer else float(default)),
         step=1 if integer else (1e-5 if name == "learning_rate" else 0.01),
         format=None if integer else "%g",
@@ -148,12 +186,13 @@ def _validated(values: dict[str, Any]):
         config = TrainingConfig.from_dict(values)
         check_tracker(config.report_to)
     except ValueError as exc:
-        return None, str(exc)
+        return None, _in_page_words(str(exc))
     if config.early_stopping_patience and config.validation_fraction == 0:
         # fine_tune refuses this too, but only once the job has started.
         return None, (
-            "early_stopping_patience needs validation rows: set validation_fraction > 0 "
-            "(e.g. 0.15), or early_stopping_patience to 0."
+            f"{field_label('early_stopping_patience')} (early_stopping_patience) needs "
+            f"validation rows: set {field_label('validation_fraction')} (validation_fraction) "
+            "above 0 (e.g. 0.15), or early stopping to 0."
         )
     return config, None
 
@@ -176,3 +215,12 @@ def launch_training(
         return jobs.launch(ws, "train", {"config": config.to_dict(), **timing})
     params = {"config": config.to_dict(), "experiment": experiment, "options": options or {}}
     return jobs.launch(ws, "experiment", {**params, **timing})
+
+
+def _in_page_words(message: str) -> str:
+    """A config error that starts with a field's name starts with its label instead, the
+    name kept in brackets ("Learning rate (learning_rate) must be ...")."""
+    name = message.split(" ", 1)[0].rstrip(":,")
+    if name in FIELD_LABELS:
+        return f"{FIELD_LABELS[name]} ({name}){message[len(name) :]}"
+    return message
