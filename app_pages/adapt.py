@@ -83,65 +83,72 @@ def _settings() -> tuple[Any, str, str | None]:
         help="Empty for the packaged model, or a local BERT-like folder (an adapted one too).",
     )
     values["epochs"] = cols[1].number_input(
-        "epochs",
+        "Epochs",
         value=defaults.epochs,
         step=0.5,
         format="%g",
         key="ad_epochs",
-        help=help_["epochs"],
+        help=f"{help_['epochs']}\n\nSetting: `epochs`.",
     )
     values["max_steps"] = cols[2].number_input(
-        "max_steps",
+        "Steps at most",
         value=None,
         step=1,
         key="ad_max_steps",
         placeholder="the epochs decide",
-        help=help_["max_steps"],
+        help=f"{help_['max_steps']}\n\nSetting: `max_steps`.",
     )
     values["max_length"] = cols[3].number_input(
-        "max_length",
+        "Max tokens per text",
         value=defaults.max_length,
         step=1,
         key="ad_max_length",
-        help=help_["max_length"],
+        help=f"{help_['max_length']}\n\nSetting: `max_length`.",
     )
     with st.expander("More adaptation settings"):
         more = st.columns(4)
         values["learning_rate"] = more[0].number_input(
-            "learning_rate",
+            "Learning rate",
             value=defaults.learning_rate,
             step=1e-5,
             format="%g",
             key="ad_lr",
-            help=help_["learning_rate"],
+            help=f"{help_['learning_rate']}\n\nSetting: `learning_rate`.",
         )
         values["batch_size"] = more[1].number_input(
-            "batch_size",
+            "Batch size",
             value=defaults.batch_size,
             step=1,
             key="ad_batch",
-            help=help_["batch_size"],
+            help=f"{help_['batch_size']}\n\nSetting: `batch_size`.",
         )
         values["mlm_probability"] = more[2].number_input(
-            "mlm_probability",
+            "Share of tokens masked",
             value=defaults.mlm_probability,
             step=0.05,
             format="%g",
             key="ad_mlm",
-            help=help_["mlm_probability"],
+            help=f"{help_['mlm_probability']}\n\nSetting: `mlm_probability`.",
         )
         values["seed"] = more[3].number_input(
-            "seed", value=defaults.seed, step=1, key="ad_seed", help=help_["seed"]
+            "Random seed",
+            value=defaults.seed,
+            step=1,
+            key="ad_seed",
+            help=f"{help_['seed']}\n\nSetting: `seed`.",
         )
         hw = st.columns(4)
         values["device"] = hw[0].selectbox(
-            "device", ["auto", "cpu", "cuda"], key="ad_device", help=help_["device"]
+            "Device",
+            ["auto", "cpu", "cuda"],
+            key="ad_device",
+            help=f"{help_['device']}\n\nSetting: `device`.",
         )
         values["precision"] = hw[1].selectbox(
-            "precision",
+            "Precision",
             ["auto", "fp32", "bf16", "fp16"],
             key="ad_precision",
-            help=help_["precision"],
+            help=f"{help_['precision']}\n\nSetting: `precision`.",
         )
     for name in ("max_steps", "max_length", "batch_size", "seed"):
         if isinstance(values[name], float) and values[name].is_integer():

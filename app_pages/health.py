@@ -8,6 +8,7 @@ import plotly.express as px
 import streamlit as st
 
 from app_pages.plain import plain, plain_chart
+from app_pages.words import column_words
 from app_pages.workspace import require_workspace
 
 st.title("Dataset health")
@@ -175,9 +176,10 @@ with tab_outliers:
             outliers[["ext_id", "text", "label", "outlier_score"]],
             hide_index=True,
             width="stretch",
-            column_config={
-                "outlier_score": st.column_config.NumberColumn("outlier score", format="%.3f")
-            },
+            column_config=column_words(
+                outliers.columns,
+                outlier_score=st.column_config.NumberColumn("outlier score", format="%.3f"),
+            ),
         )
 
 with tab_annot:
@@ -200,4 +202,5 @@ with tab_annot:
             low[["ext_id", "text", "label", "consensus_label", "consensus_quality"]],
             hide_index=True,
             width="stretch",
+            column_config=column_words(low.columns),
         )

@@ -14,7 +14,8 @@ import streamlit as st
 
 from app_pages.figures import METRIC_LABELS, loss_figure, run_title
 from app_pages.run_charts import roc_chart, run_charts
-from app_pages.training_form import TECHNIQUE_LABELS
+from app_pages.training_form import TECHNIQUE_LABELS, field_label
+from app_pages.words import COLUMN_WORDS
 from app_pages.workspace import require_workspace
 from data.records import RunRecord
 from training.config import DEFAULT_LEARNING_RATES
@@ -130,7 +131,10 @@ def settings_table(runs: list[RunRecord]) -> pd.DataFrame:
                 ]
             if section == "data" and all(v == "—" for v in values):
                 continue
-            row = {"setting": key, "of": section}
+            # The page's words, the code name (run records, CLI flags) in brackets.
+            words = field_label(key) if section == "config" else COLUMN_WORDS.get(key, key)
+            same = words.lower().replace(" ", "_") == key  # "Learning rate": no brackets
+            row = {"setting": words if same else f"{words} ({key})", "of": section}
             row.update({f"run {r.id}": v for r, v in zip(runs, values, strict=True)})
             row["differs"] = len(set(values)) > 1
             rows.append(row)

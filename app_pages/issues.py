@@ -11,6 +11,7 @@ from app_pages.adapt import adapted_choice
 from app_pages.plain import plain, plain_chart
 from app_pages.planning import calibration_offer
 from app_pages.progress import active_job, job_status_line, progress_fraction
+from app_pages.words import column_words
 from app_pages.workspace import require_workspace
 from curation.methods import DEFAULT_METHOD, METHOD_HELP, METHODS, detection_seconds
 from runtime.device import resolve_device
@@ -184,7 +185,7 @@ with left:
         .rename(columns={"sum": "flagged", "count": "rows"})
     )
     per_class["rate"] = (per_class["flagged"] / per_class["rows"]).map("{:.1%}".format)
-    st.dataframe(per_class, width="stretch")
+    st.dataframe(per_class.rename_axis("analyzed label"), width="stretch")
 with right:
     st.subheader("Analyzed label → model's prediction (flagged rows)")
     flagged_rows = results[results["is_label_issue"]]
@@ -225,13 +226,12 @@ st.dataframe(
     width="stretch",
     hide_index=True,
     height=400,
-    column_config={
-        "analyzed_label": "analyzed label",
-        "label": "current label",
-        "predicted_prob": st.column_config.NumberColumn("p(predicted)", format="%.2f"),
-        "label_quality": st.column_config.ProgressColumn(
+    column_config=column_words(
+        worst.columns,
+        predicted_prob=st.column_config.NumberColumn("p(predicted)", format="%.2f"),
+        label_quality=st.column_config.ProgressColumn(
             "label quality", min_value=0.0, max_value=1.0, format="%.3f"
         ),
-    },
+    ),
 )
 st.page_link("app_pages/review.py", label="Review flagged rows", icon=":material/rate_review:")

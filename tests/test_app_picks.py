@@ -3,6 +3,7 @@ the reviewer name typed last time."""
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime, timedelta
 
@@ -10,6 +11,7 @@ import pandas as pd
 import pytest
 
 from app_pages.progress import time_left
+from app_pages.words import COLUMN_WORDS
 from data.preferences import load_preferences, save_preference
 from data.records import JobRecord, RunRecord
 from data.store import Workspace
@@ -169,3 +171,15 @@ def test_a_workspace_has_one_spelling_in_the_message_and_the_sidebar(home, launc
     assert "formula_script" in said and "formula-script" not in said
     sidebar = at.sidebar.selectbox[0]
     assert sidebar.value.endswith("formula_script") and "formula_script" in sidebar.options
+
+
+def test_tables_name_columns_in_plain_words(analysed):
+    at = app("app_pages/issues.py")
+    checked = 0
+    for table in at.dataframe:
+        config = json.loads(table.proto.columns or "{}")
+        for column in table.value.columns:
+            if column in COLUMN_WORDS:
+                assert config.get(column, {}).get("label"), f"{column} shown by its code name"
+                checked += 1
+    assert checked >= 5  # id, given/current label, predicted, flagged, ...

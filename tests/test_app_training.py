@@ -248,8 +248,9 @@ def test_run_history_compares_two_runs(ws):
     delta = metrics.set_index("metric")[f"Δ run {second} − run {first}"]
     assert delta["Accuracy · test"] == pytest.approx(0.25)
     settings = frame_with(at, "setting").set_index("setting")
-    assert settings.loc["technique", "differs"] and settings.loc["learning_rate", "differs"]
-    assert not settings.loc["epochs", "differs"]
+    assert settings.loc["Technique", "differs"] and settings.loc["Learning rate", "differs"]
+    assert not settings.loc["Epochs", "differs"]
+    assert "Accumulate gradients over (batches) (gradient_accumulation_steps)" in settings.index
     assert at.get("plotly_chart")  # overlaid loss curves
 
 
