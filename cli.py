@@ -243,7 +243,16 @@ def cmd_import(args: argparse.Namespace) -> int:
     name = args.name or Path(raw.source).stem or "dataset"
     root = Path(args.home) if args.home else workspaces_root()
     try:
-        ws = Workspace.create(root / slugify(name), prepared, name=name, source=raw.source)
+        from runtime.progress import RateMeter
+
+        meter, report = RateMeter(), _progress_printer("import")
+        ws = Workspace.create(
+            root / slugify(name),
+            prepared,
+            name=name,
+            source=raw.source,
+            progress=lambda info: report(meter(info)),
+        )
     except StoreError as exc:
         raise CliError(str(exc)) from exc
     for warning in prepared.warnings:

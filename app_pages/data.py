@@ -9,6 +9,7 @@ import streamlit as st
 
 import jobs
 from app_pages.plain import plain
+from app_pages.progress import progress_fraction
 from app_pages.workspace import WS_KEY, current_workspace, select_workspace
 from data import demo
 from data.encoding import is_rows_note
@@ -23,6 +24,7 @@ from data.readers import (
 )
 from data.store import DamagedWorkspace, StoreError, Workspace, slugify, workspaces_root
 from runtime.encoder import EncoderSettings
+from runtime.progress import RateMeter
 from runtime.progress import describe as describe_progress
 
 NONE = "(none)"
@@ -59,11 +61,32 @@ def confirm_long_analysis(n_rows: int) -> bool:
     )
 
 
+def import_progress(bar):
+    """Rows written, rows/s and time left on ``bar`` while a big import writes its rows (a
+    million rows take minutes), then each later step's name."""
+    meter, last = RateMeter(), {"fraction": 0.0}
+
+    def show(info: dict) -> None:
+        info = meter(info)
+        last["fraction"] = progress_fraction(info) or last["fraction"]
+        bar.progress(
+            last["fraction"], text=f"{info['stage']} · {describe_progress(info)}".rstrip(" ·")
+        )
+
+    return show
+
+
 def import_and_analyze(result, *, name: str, analyze: bool, **mapping) -> Workspace:
     prepared = prepare_dataset(result, **mapping)
+    bar = st.progress(0.0, text="Writing the rows…")
     ws = Workspace.create(
-        workspaces_root() / slugify(name), prepared, name=name, source=result.source
+        workspaces_root() / slugify(name),
+        prepared,
+        name=name,
+        source=result.source,
+        progress=import_progress(bar),
     )
+    bar.empty()
     select_workspace(ws.folder)
     if analyze and prepared.lonely_labels:
         # The analysis would refuse these labels after loading the model; say it now instead.
