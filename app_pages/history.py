@@ -15,7 +15,7 @@ import streamlit as st
 from app_pages.figures import METRIC_LABELS, loss_figure, run_title
 from app_pages.run_charts import roc_chart, run_charts
 from app_pages.training_form import TECHNIQUE_LABELS, field_label
-from app_pages.words import COLUMN_WORDS
+from app_pages.words import COLUMN_WORDS, blank_empty
 from app_pages.workspace import require_workspace
 from data.records import RunRecord
 from training.config import DEFAULT_LEARNING_RATES
@@ -190,19 +190,16 @@ if techniques:
 if jobs_picked:
     shown = shown[shown["job"].isin(jobs_picked)]
 st.dataframe(
-    shown,
+    # Blank, not "None": a run without verified rows has no verified scores, a running one no
+    # scores yet.
+    blank_empty(
+        shown,
+        **{"learning rate": "{:g}", "noise": "{:.0%}", "train s": "{:.0f}"},
+        **dict.fromkeys(("accuracy", "F1", "verified accuracy", "verified F1"), "{:.3f}"),
+    ),
     hide_index=True,
     width="stretch",
-    column_config={
-        "learning rate": st.column_config.NumberColumn(format="%g"),
-        "noise": st.column_config.NumberColumn(format="percent"),
-        "accuracy": st.column_config.NumberColumn(format="%.3f"),
-        "F1": st.column_config.NumberColumn(format="%.3f"),
-        "verified accuracy": st.column_config.NumberColumn(format="%.3f"),
-        "verified F1": st.column_config.NumberColumn(format="%.3f"),
-        "train s": st.column_config.NumberColumn(format="%.0f"),
-        "name": st.column_config.TextColumn(width="medium"),
-    },
+    column_config={"name": st.column_config.TextColumn(width="medium")},
     key="runs_table",
 )
 st.caption(

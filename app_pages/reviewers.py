@@ -105,12 +105,21 @@ else:
 st.subheader("Agreement")
 stats = review_stats(str(ws.folder), ws.label_version(), tuple(names))
 pairs = stats["pairs"].query("n > 0")
+
+
+def blank_kappa(frame):
+    """An undefined kappa shows as an empty cell, not "None" (the caption says what it means)."""
+    return frame.style.format({"kappa": lambda v: "" if pd.isna(v) else f"{v:.2f}"}).format(
+        {"agreement": lambda v: "" if pd.isna(v) else f"{v:.0%}"}
+    )
+
+
 if pairs.empty:
     st.info("No samples labeled by two reviewers yet.")
 else:
     st.caption(
         "Cohen's kappa is the agreement beyond what chance would give: 1 = always agree, "
-        "0 = no better than chance, below 0 = worse. None = undefined (under 2 shared "
+        "0 = no better than chance, below 0 = worse. Blank = undefined (under 2 shared "
         "samples, or no variation to agree on)."
     )
     kappa_config = {
@@ -120,10 +129,12 @@ else:
         "agreement": st.column_config.NumberColumn("agreement", format="percent"),
         "kappa": st.column_config.NumberColumn("kappa", format="%.2f"),
     }
-    st.dataframe(pairs, hide_index=True, column_config=kappa_config, width="content")
+    st.dataframe(blank_kappa(pairs), hide_index=True, column_config=kappa_config, width="content")
     with st.expander("Kappa per class (this class vs. the rest)"):
         per_class = stats["per_class"].query("n > 0")
-        st.dataframe(per_class, hide_index=True, column_config=kappa_config, width="content")
+        st.dataframe(
+            blank_kappa(per_class), hide_index=True, column_config=kappa_config, width="content"
+        )
 
 # --- disagreements and conflicts ----------------------------------------------------------
 st.subheader("Disagreements to settle")
@@ -133,8 +144,9 @@ given = dict(zip(dis["sample_id"].astype(int), dis["labels"], strict=True))
 open_set = set(open_ids)
 settled = sorted(i for i in given if i not in open_set)
 st.caption(
-    f"{len(open_ids):,} open conflicts (reviewers' latest labels differ) · {len(settled):,} "
-    "disagreements already settled by a resolve. Resolving sets the final label and clears "
+    f"{len(open_ids):,} open conflict{'' if len(open_ids) == 1 else 's'} (reviewers' latest "
+    f"labels differ) · {len(settled):,} disagreement{'' if len(settled) == 1 else 's'} "
+    "already settled by a resolve. Resolving sets the final label and clears "
     "the conflict; the reviewers' own labels stay in the log for the agreement above."
 )
 

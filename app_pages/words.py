@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+import pandas as pd
 import streamlit as st
 
 COLUMN_WORDS = {
@@ -54,3 +55,33 @@ def column_words(columns: Iterable[Any], **overrides: Any) -> dict[str, Any]:
                 COLUMN_WORDS[name], help=f"`{name}` in exports, the CLI and notebooks."
             )
     return {**config, **overrides}
+
+
+def _missing(value: Any) -> bool:
+    try:
+        return value is None or bool(pd.isna(value))
+    except (TypeError, ValueError):  # a list or dict in a cell
+        return False
+
+
+def _shown(value: Any, spec: str | None) -> str:
+    if _missing(value):
+        return ""
+    if spec:
+        return spec.format(value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))  # a job id in a column with gaps is a float: 5, not 5.0
+    return str(value)
+
+
+def blank_empty(frame: pd.DataFrame, **formats: str) -> Any:
+    """``frame`` styled so that empty cells are blank instead of Streamlit's grey "None".
+
+    ``formats`` maps a column to a format spec (``accuracy="{:.3f}"``); a Styler's display
+    values replace the column_config's number formats, so they are given here.
+    """
+    return frame.style.format({column: _formatter(formats.get(column)) for column in frame.columns})
+
+
+def _formatter(spec: str | None):
+    return lambda value: _shown(value, spec)

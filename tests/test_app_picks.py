@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from app_pages.progress import time_left
-from app_pages.words import COLUMN_WORDS
+from app_pages.words import COLUMN_WORDS, blank_empty
 from data.preferences import load_preferences, save_preference
 from data.records import JobRecord, RunRecord
 from data.store import Workspace
@@ -183,3 +183,13 @@ def test_tables_name_columns_in_plain_words(analysed):
                 assert config.get(column, {}).get("label"), f"{column} shown by its code name"
                 checked += 1
     assert checked >= 5  # id, given/current label, predicted, flagged, ...
+
+
+def test_empty_cells_are_blank_not_none():
+    frame = pd.DataFrame(
+        {"job": [5.0, None], "accuracy": [0.81234, float("nan")], "name": ["a", None]}
+    )
+    styled = blank_empty(frame, accuracy="{:.3f}")
+    html = styled.to_html()
+    assert "None" not in html and "nan" not in html
+    assert ">5<" in html and ">0.812<" in html
