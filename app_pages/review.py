@@ -4,13 +4,18 @@ Every action is committed to the store before the page says it is saved. Button 
 their target sample on the server (the sample at the reviewer's position when the callback
 runs), never from the arguments the button was drawn with: a key pressed again before the page
 has redrawn then acts on the next sample instead of repeating the last one.
+
+Layout (issue 14): at 1366×768 the card (text, labels, prediction) and every action are on
+screen without scrolling. The filters fold into one expander whose label sums up what is
+active; the card's facts are one line, not metric numbers; the suggested action is the primary
+button (see :data:`ACCEPT_MIN_PROB`). The card is a fragment: an action or a key press reruns
+only the card, the table and the bulk panel below it, not the page.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import pandas as pd
 import streamlit as st
 
 from app_pages.keys import review_keys
@@ -51,62 +56,121 @@ def issue_changed() -> None:
     reset_position()
 
 
+# The filter boxes, in the order they are drawn: (label, options, session key, width, help).
+# The first option of each is its default. The three that need an analysis are left out
+# before there is one (they would filter nothing).
+ANALYSIS_FILTERS = ("rv_flagged", "rv_disagree", "rv_issue")
+
+
+def order_options() -> list[str]:
+    """The Order box's options: quality and confidence come from the analysis, so before one
+    there are only row order (the default) and random."""
+    return list(ORDERS) if latest is not None else ["row order", "random"]
+
+
+def filter_specs() -> list[tuple[str, list[str], str, int, str | None]]:
+    specs = [
+        (
+            "Flags",
+            ["flagged", "not flagged", ANY],
+            "rv_flagged",
+            130,
+            "Flagged: rows the analysis (cleanlab) marks as likely label errors.",
+        ),
+        ("Prediction vs label", [ANY, "disagree", "agree"], "rv_disagree", 160, None),
+        (
+            "Issue type",
+            [ANY, "outliers", "near-duplicates", "conflicting duplicates"],
+            "rv_issue",
+            190,
+            "Other issues the analysis found: outliers (far from every other text) and "
+            "near-duplicate groups; 'conflicting' = a group whose texts carry different "
+            "labels. See Dataset health for the groups side by side.",
+        ),
+        ("Current label", [ANY, *names], "rv_label", 150, None),
+        ("Reviewed", [ANY, "not reviewed", "reviewed"], "rv_reviewed", 140, None),
+        ("Split", [ANY, "train", "test", "validation"], "rv_split", 120, None),
+        (
+            "Queue",
+            ["all rows", "my queue"],
+            "rv_queue",
+            130,
+            "My queue: rows nobody reviewed, plus double-review rows waiting for a second "
+            "reviewer (see Reviewers).",
+        ),
+        (
+            "Conflicts",
+            [ANY, "conflicting"],
+            "rv_conflict",
+            130,
+            "Samples that two reviewers labeled differently (the later label wins).",
+        ),
+        (
+            "Encoding",
+            [ANY, "encoding fixed"],
+            "rv_encoding",
+            150,
+            "Rows whose bytes were not valid UTF-8 and were decoded as Windows-1252.",
+        ),
+        (
+            "Order",
+            order_options(),
+            "rv_order",
+            190,
+            "Random order gives an unbiased estimate of the remaining error rate.",
+        ),
+    ]
+    if latest is None:
+        specs = [s for s in specs if s[2] not in ANALYSIS_FILTERS]
+    return specs
+
+
+# How an active filter reads in the one-line summary; a filter at its default is left out.
+SUMMARY_WORDS = {
+    ("rv_flagged", "flagged"): "flagged",
+    ("rv_flagged", "not flagged"): "not flagged",
+    ("rv_disagree", "disagree"): "prediction ≠ label",
+    ("rv_disagree", "agree"): "prediction = label",
+    ("rv_queue", "my queue"): "my queue",
+    ("rv_conflict", "conflicting"): "reviewers disagree",
+}
+
+
+def filter_summary() -> str:
+    """The active filters in one line, e.g. "flagged · prediction ≠ label · label: positive"
+    (plain text for an expander label: label names go through :func:`plain`)."""
+    parts = []
+    for label, options, key, _, _ in filter_specs():
+        value = st.session_state.get(key, options[0])
+        if key == "rv_order":
+            continue  # not a filter: filter_bar names it at the end of the line
+        if (key, value) in SUMMARY_WORDS:
+            parts.append(SUMMARY_WORDS[key, value])
+        elif value not in (options[0], ANY):  # "any" filters nothing, default or not
+            parts.append(f"{label.lower()}: {plain(value)}")
+    if search := st.session_state.get("rv_search"):
+        parts.append(f"text contains “{plain(search)}”")
+    return " · ".join(parts) if parts else "all rows"
+
+
 def filter_bar() -> None:
-    with st.container(horizontal=True):
-        for label, options, key, width, help_ in (
-            (
-                "Queue",
-                ["all rows", "my queue"],
-                "rv_queue",
-                140,
-                "My queue: rows nobody reviewed, plus double-review rows waiting for a second "
-                "reviewer (see Reviewers).",
-            ),
-            ("Flags", ["flagged", "not flagged", ANY], "rv_flagged", 140, None),
-            ("Prediction vs label", [ANY, "disagree", "agree"], "rv_disagree", 170, None),
-            (
-                "Issue type",
-                [ANY, "outliers", "near-duplicates", "conflicting duplicates"],
-                "rv_issue",
-                190,
-                "Other issues the analysis found: outliers (far from every other text) and "
-                "near-duplicate groups; 'conflicting' = a group whose texts carry different "
-                "labels. See Dataset health for the groups side by side.",
-            ),
-            ("Current label", [ANY, *names], "rv_label", 150, None),
-            ("Reviewed", [ANY, "not reviewed", "reviewed"], "rv_reviewed", 150, None),
-            ("Split", [ANY, "train", "test", "validation"], "rv_split", 120, None),
-            (
-                "Conflicts",
-                [ANY, "conflicting"],
-                "rv_conflict",
-                130,
-                "Samples that two reviewers labeled differently (the later label wins).",
-            ),
-            (
-                "Encoding",
-                [ANY, "encoding fixed"],
-                "rv_encoding",
-                150,
-                "Rows whose bytes were not valid UTF-8 and were decoded as Windows-1252.",
-            ),
-            (
-                "Order",
-                list(ORDERS),
-                "rv_order",
-                190,
-                "Random order gives an unbiased estimate of the remaining error rate.",
-            ),
-        ):
-            st.selectbox(
-                label,
-                options,
-                key=key,
-                on_change=issue_changed if key == "rv_issue" else reset_position,
-                width=width,
-                help=help_,
-            )
-        st.text_input("Search text", key="rv_search", on_change=reset_position, width=220)
+    """All filters folded into one expander whose label says what is active, so the card and
+    its buttons stay above the fold (issue 14)."""
+    order = st.session_state.get("rv_order", order_options()[0])
+    with st.expander(
+        f"Showing: {filter_summary()} · {order}", icon=":material/filter_list:", key="rv_filters"
+    ):
+        with st.container(horizontal=True):
+            for label, options, key, width, help_ in filter_specs():
+                st.selectbox(
+                    label,
+                    options,
+                    key=key,
+                    on_change=issue_changed if key == "rv_issue" else reset_position,
+                    width=width,
+                    help=help_,
+                )
+            st.text_input("Search text", key="rv_search", on_change=reset_position, width=220)
 
 
 def tri(key: str, yes: str, no: str) -> bool | None:
@@ -133,7 +197,7 @@ def queue_filters() -> dict[str, Any]:
         "dup_conflict": True if issue == "conflicting duplicates" else None,
         "encoding_fixed": True if st.session_state.get("rv_encoding") == "encoding fixed" else None,
         "for_reviewer": reviewer() if mine else None,
-        "order": ORDERS.get(st.session_state.get("rv_order", ""), "quality"),
+        "order": ORDERS.get(st.session_state.get("rv_order", ""), "quality" if latest else "row"),
     }
 
 
@@ -198,9 +262,8 @@ def act(action: str, label_index: int | None = None) -> None:
         ws.relabel(sample_id, label, reviewer=who, action=action)
     # The store has committed: only now tell the reviewer it is saved.
     stack.append(pos)
-    st.session_state["rv_toast"] = (
-        f"Saved: {action} → {plain(label)}" if label else f"Saved: {action}"
-    )
+    word = "keep" if action == "confirm" else action  # the button's word, not the log's
+    st.session_state["rv_toast"] = f"Saved: {word} → {plain(label)}" if label else f"Saved: {word}"
     st.session_state["rv_last_acted"] = sample_id
 
 
@@ -209,31 +272,32 @@ def move(delta: int) -> None:
     st.session_state.pop("rv_last_acted", None)
 
 
-def metrics_row(item: Any) -> None:
-    cols = st.columns(5)
-    # Metric values and deltas render markdown too.
-    cols[0].metric("Given label", plain(item["given_label"]))
-    cols[1].metric("Current label", plain(item["label"]))
+def filled(value: Any) -> bool:
+    """Whether a cell has a value to show (None, NaN and "" are shown as nothing)."""
+    return value is not None and value == value and value != ""
+
+
+def labels_line(item: Any) -> None:
+    """Given label, current label, the model's prediction and the row's status on one small
+    line: the words a reviewer decides on, without four big metric numbers above the buttons."""
+    parts = [
+        f"Given label **{plain(item['given_label'])}**",
+        f"current label **{plain(item['label'])}**",
+    ]
     if isinstance(item["predicted_label"], str):  # None before any analysis
-        cols[2].metric(
-            "Model predicts",
-            plain(item["predicted_label"]),
-            f"p = {item['predicted_prob']:.2f}",
-            delta_color="off",
-            delta_arrow="off",
+        parts.append(
+            f"model predicts **{plain(item['predicted_label'])}** "
+            f"(p = {item['predicted_prob']:.2f})"
         )
-        cols[3].metric(
-            "Label quality",
-            f"{item['label_quality']:.3f}",
-            "flagged" if item["is_label_issue"] else "not flagged",
-            delta_color="inverse" if item["is_label_issue"] else "off",
-            delta_arrow="off",
-        )
-    status = "excluded" if item["excluded"] else ("reviewed" if item["reviewed"] else "—")
+        flag = ":red[**flagged**]" if item["is_label_issue"] else "not flagged"
+        parts.append(f"label quality {item['label_quality']:.3f}, {flag}")
+    status = "excluded" if item["excluded"] else ("reviewed" if item["reviewed"] else None)
     if item["conflict"]:
-        status = "conflict"
-    who_when = f" by {plain(item['reviewer'])}" if item["reviewer"] else None
-    cols[4].metric("Status", status, who_when, delta_color="off", delta_arrow="off")
+        status = "reviewers disagree"
+    if status:
+        by = f" by {plain(item['reviewer'])}" if filled(item["reviewer"]) else ""
+        parts.append(f"{status}{by}")
+    st.markdown(" · ".join(parts))
 
 
 @st.cache_data(max_entries=256, show_spinner=False)
@@ -256,20 +320,27 @@ def _p(value: Any) -> str:
     return "< 0.01" if value < 0.01 else f"= {value:.2f}"
 
 
-def explain(item: Any) -> None:
-    """Why this row is (or is not) flagged: the model's view, other issue types, the
-    annotators and the nearest labeled neighbors."""
+def item_explanation(item: Any) -> dict | None:
+    """:func:`explanation` for the card's row; None before any analysis."""
     if latest is None or not isinstance(item["predicted_label"], str):
+        return None
+    return explanation(str(ws.folder), int(item["sample_id"]), latest.id, ws.label_version())
+
+
+def explain(item: Any, info: dict | None) -> None:
+    """Why this row is (or is not) flagged, in a line or two above the buttons: the model's
+    view, other issue types and the annotators."""
+    if info is None:
         return
-    info = explanation(str(ws.folder), int(item["sample_id"]), latest.id, ws.label_version())
     result = info["result"]
     notes = []
     if item["is_label_issue"]:
         notes.append(
-            f"cleanlab flags the label: the model gives "
+            f"the model gives "
             f"'{plain(result.get('analyzed_label', item['label']))}' only "
             f"p {_p(result.get('analyzed_prob'))} and predicts "
-            f"'{plain(item['predicted_label'])}' at p = {item['predicted_prob']:.2f}"
+            f"'{plain(item['predicted_label'])}' at p = {item['predicted_prob']:.2f}, so the "
+            "analysis (cleanlab) flags the label as a likely error"
         )
     if item["is_outlier"]:
         notes.append("an **outlier**: far from every other text in embedding space")
@@ -285,6 +356,12 @@ def explain(item: Any) -> None:
         st.markdown("**Why it is here:** " + "; ".join(notes) + ".")
     if info["votes"]:
         st.text("Annotators: " + ", ".join(f"{a}: {v}" for a, v in info["votes"].items()))
+
+
+def nearest_texts(item: Any, info: dict | None) -> None:
+    """The nearest labeled texts, below the buttons (a five-row table would push them down)."""
+    if info is None:
+        return
     near = info["near"]
     if len(near):
         agree = int((near["label"] == item["label"]).sum())
@@ -308,22 +385,42 @@ def explain(item: Any) -> None:
         )
 
 
+# The model's suggestion is the primary (highlighted) button when it confidently disagrees
+# with the current label: it puts more than half its probability on another label (so that
+# label beats all the others together, whatever the number of classes), or the analysis flags
+# the row. A row a reviewer has already decided keeps Keep as primary: a person's decision
+# outranks the model's. Otherwise Keep is primary.
+ACCEPT_MIN_PROB = 0.5
+
+
+def suggests_accept(item: Any) -> bool:
+    """Whether "Accept suggestion" is the suggested (primary) action for ``item``."""
+    predicted = item["predicted_label"]
+    if not isinstance(predicted, str) or predicted == item["label"] or item["reviewed"]:
+        return False
+    return bool(item["is_label_issue"]) or item["predicted_prob"] >= ACCEPT_MIN_PROB
+
+
 def action_buttons(item: Any, pos: int, total: int, disabled: bool) -> None:
-    """The card's actions; each label shows its key (the keys themselves go through
-    :func:`on_key`, which never loses a press)."""
-    buttons: list[tuple[str, str, tuple, str]] = [
-        (f"Keep '{plain(item['label'])}' · K", "rv_keep", ("confirm",), "Confirm the current label")
-    ]
+    """The card's actions, the suggested one first and primary; each label shows its key (the
+    keys themselves go through :func:`on_key`, which never loses a press)."""
+    keep = (
+        f"Keep '{plain(item['label'])}' · K",
+        "rv_keep",
+        ("confirm",),
+        "The current label is right: mark the row reviewed",
+    )
+    buttons: list[tuple[str, str, tuple, str]] = [keep]
     suggestion = item["predicted_label"]
     if isinstance(suggestion, str) and suggestion != item["label"]:
-        buttons.append(
-            (
-                f"Accept suggestion '{plain(suggestion)}' · A",
-                "rv_accept",
-                ("accept",),
-                "Take the model's prediction",
-            )
+        accept = (
+            f"Accept suggestion '{plain(suggestion)}' · A",
+            "rv_accept",
+            ("accept",),
+            "Take the model's prediction as the label",
         )
+        buttons = [accept, keep] if suggests_accept(item) else [keep, accept]
+    primary = buttons[0][1]
     buttons += [
         (
             f"{plain(name)} · {i + 1}",
@@ -339,16 +436,19 @@ def action_buttons(item: Any, pos: int, total: int, disabled: bool) -> None:
     else:
         buttons.append(
             (
-                "Exclude from training · X",
+                "Exclude · X",
                 "rv_exclude",
                 ("exclude",),
-                "Ambiguous or junk: leave it out of training",
+                "Exclude from training: ambiguous or junk, leave it out",
             )
         )
     buttons.append(
         ("↶ Undo · U", "rv_undo", ("undo",), "Revert your last action, a whole bulk action too")
     )
-    with st.container(horizontal=True):
+    capped = st.session_state.get("rv_total_capped")
+    # Two compact rows (they wrap on a narrow window): the actions, then the moves beside the
+    # key legend, so every action fits above the fold at 1366×768.
+    with st.container(horizontal=True, key="rv_actions", gap="xsmall"):
         for label, key, args, help_ in buttons:
             st.button(
                 label,
@@ -357,22 +457,31 @@ def action_buttons(item: Any, pos: int, total: int, disabled: bool) -> None:
                 args=args,
                 disabled=disabled,
                 help=help_,
-                type="primary" if key == "rv_keep" else "secondary",
+                type="primary" if key == primary else "secondary",
             )
-    capped = st.session_state.get("rv_total_capped")
-    with st.container(horizontal=True):
-        st.button("← Previous", key="rv_prev", on_click=move, args=(-1,), disabled=pos == 0)
+    with st.container(horizontal=True, gap="xsmall", vertical_alignment="center"):
+        st.button(
+            "← Prev",
+            key="rv_prev",
+            help="Previous sample",
+            on_click=move,
+            args=(-1,),
+            disabled=pos == 0,
+        )
         st.button(
             "Next →",
             key="rv_next",
+            help="Next sample",
             on_click=move,
             args=(1,),
             disabled=pos + 1 >= total and not capped,
         )
-    st.caption(
-        "Keys: K keep · A accept suggestion · 1–9 pick a label · X exclude or include · "
-        "U undo · ←/→ move (click the page first if the cursor is in a text box)"
-    )
+        st.caption(
+            "Keys: K keep · A accept suggestion · 1–9 pick a label · X exclude/include · "
+            "U undo · ←/→ move",
+            help="Keys do nothing while the cursor is in a text box: click the page first.",
+            width="content",
+        )
 
 
 KEY_ACTIONS = {"k": ("confirm",), "u": ("undo",)}
@@ -410,61 +519,67 @@ def review_card() -> None:
     item, total, pos = current_item()
     if msg := st.session_state.pop("rv_toast", None):
         st.toast(msg)
-    counts = ws.counts()
-    n_flagged = latest.summary.n_issues if latest is not None else 0
-    st.caption(
-        f"Reviewed {counts['reviewed']:,} of {counts['n']:,} rows · flagged by cleanlab "
-        f"{n_flagged:,} · labels changed {counts['changed']:,} · excluded {counts['excluded']:,}"
-    )
     if item is None:
         st.success("Nothing matches these filters. Change them to see more samples.")
+        progress_line()
         return
     who = reviewer()
     with st.container(border=True):
-        st.markdown(
-            f"**Sample {pos + 1:,} of {shown(total)}** · id {plain(item['ext_id'])} · "
-            f"split {plain(item['split'])}" + (" · double review" if item["overlap"] else "")
-        )
+        header = [f"**Sample {pos + 1:,} of {shown(total)}**"]
+        if filled(item["ext_id"]):
+            header.append(f"id {plain(item['ext_id'])}")
+        if filled(item["split"]):
+            header.append(f"{plain(item['split'])} split")
+        if item["overlap"]:
+            header.append("double review")
+        st.markdown(" · ".join(header))
         # Plain text only: data never renders as HTML or markdown.
         st.text(item["text"])
-        metrics_row(item)
-        explain(item)
+        labels_line(item)
+        info = item_explanation(item)
+        explain(item, info)
         if not who:
             st.warning(
                 "Enter your **reviewer name** in the sidebar to label: every change is "
                 "logged with it."
             )
         action_buttons(item, pos, total, disabled=not who)
+        nearest_texts(item, info)
+    # Below the card: counting the whole workspace is the slowest read of a card action, and
+    # Streamlit draws elements in order, so the card comes first.
+    progress_line()
 
     # The page of samples around the current one: a page at a time, never everything.
     start = (pos // PAGE_SIZE) * PAGE_SIZE
     page, _ = ws.review_queue(offset=start, limit=PAGE_SIZE, count_cap=0, **queue_filters())
-    page = page.assign(**{"#": range(start + 1, start + 1 + len(page))})
-    table = page[
-        [
-            "#",
-            "given_label",
-            "label",
-            "predicted_label",
-            "predicted_prob",
-            "label_quality",
-            "is_label_issue",
-            "reviewed",
-            "excluded",
-            "text",
-        ]
-    ].reset_index(drop=True)
+    # The card's row is marked in the table (a Styler shading cost more than the card itself).
+    page = page.assign(
+        **{
+            "#": [
+                f"▶ {i:,}" if i == pos + 1 else f"{i:,}"
+                for i in range(start + 1, start + 1 + len(page))
+            ]
+        }
+    )
+    columns = ["#", "given_label", "label"]
+    if latest is not None:  # before any analysis these columns would all be empty
+        columns += ["predicted_label", "predicted_prob", "label_quality", "is_label_issue"]
+    table = page[[*columns, "reviewed", "excluded", "text"]].reset_index(drop=True)
     st.dataframe(
-        highlight_row(table, pos - start),
+        table,
         hide_index=True,
         width="stretch",
         key=f"rv_table_{start}",
         column_config={
+            "#": st.column_config.TextColumn("#", help="▶ = the sample on the card"),
             "given_label": "given label",
             "label": "current label",
+            "predicted_label": "model predicts",
             "predicted_prob": st.column_config.NumberColumn("p(predicted)", format="%.2f"),
             "label_quality": st.column_config.NumberColumn("quality", format="%.3f"),
-            "is_label_issue": "flagged",
+            "is_label_issue": st.column_config.CheckboxColumn(
+                "flagged", help="Flagged by the analysis (cleanlab) as a likely label error"
+            ),
         },
     )
     st.caption(f"Rows {start + 1:,}–{start + len(page):,} of {shown(total)}.")
@@ -473,16 +588,13 @@ def review_card() -> None:
     bulk_panel()
 
 
-def highlight_row(table: pd.DataFrame, row: int) -> Any:
-    """The table styled with row ``row`` (the card's sample) shaded, so it is easy to find."""
-    shade = "background-color: rgba(255, 75, 75, 0.14); font-weight: 600"
-
-    def style(r: pd.Series) -> list[str]:
-        return [shade if r.name == row else ""] * len(r)
-
-    # Styler formats replace column_config's number formats, so the formats are repeated here.
-    return table.style.apply(style, axis=1).format(
-        {"predicted_prob": "{:.2f}", "label_quality": "{:.3f}"}, na_rep=""
+def progress_line() -> None:
+    """Where the whole review stands, as one small caption."""
+    counts = ws.counts()
+    st.caption(
+        f"Reviewed {counts['reviewed']:,} of {counts['n']:,} rows · "
+        + (f"flagged {latest.summary.n_issues:,}" if latest is not None else "no analysis yet")
+        + f" · labels changed {counts['changed']:,} · excluded {counts['excluded']:,}"
     )
 
 
@@ -499,7 +611,13 @@ BULK_ACTIONS = {
 def bulk_panel() -> None:
     """Select by the filters above (plus a probability floor), preview, then apply as one
     action that a single undo reverts."""
-    with st.expander("Bulk action on the rows these filters select"):
+    # Its preview and plan are queries of their own: only an open panel runs them, not every
+    # card action (on_change="rerun" makes the open state known to the script).
+    with st.expander(
+        "Bulk action on the rows these filters select", key="rv_bulk", on_change="rerun"
+    ) as panel:
+        if not panel.open:
+            return
         filters = {k: v for k, v in queue_filters().items() if k != "order"}
         min_prob = st.number_input(
             "…and the model's probability is at least",

@@ -33,6 +33,10 @@ def test_data_page_opens_the_demo_in_one_click(home, launched):
     assert not any("UTF" in w.value for w in at.warning)
     assert ws.counts()["encoding_fixed"] == 4934  # the import still records which rows
     assert any("Rows" == m.label for m in at.metric)
+    # The first screen says what the demo is and what to do next.
+    said = " ".join(m.value for m in at.markdown)
+    assert "This is the **demo**: 38,158 tweets" in said
+    assert "The analysis is running" in said and "**Train**" in said
 
 
 def test_data_page_imports_a_csv_from_a_path(home, launched, data_dir):
@@ -101,8 +105,10 @@ def test_review_relabel_and_undo_through_the_card(analysed):
     at.sidebar.text_input(key="reviewer").input("ana").run()
     first = analysed.review_queue(flagged=True, limit=1)[0].iloc[0]
     assert first["label_quality"] == pytest.approx(0.01)
-    shown = {m.label: m.value for m in at.metric}  # the card's words are the store's
-    assert shown["Given label"] == first["given_label"] and shown["Current label"] == first["label"]
+    # The card's words are the store's, on one line (no big metric numbers).
+    line = next(m.value for m in at.markdown if m.value.startswith("Given label"))
+    assert f"Given label **{first['given_label']}**" in line
+    assert f"current label **{first['label']}**" in line
     at.button(key="rv_accept").click().run()
     assert not at.exception, at.exception
     state = analysed.sample(int(first["sample_id"]))
@@ -214,6 +220,8 @@ def test_export_page_download_is_the_curated_dataset(analysed, downloads):
 def test_review_bulk_action_previews_then_applies_as_one_undo(analysed):
     at = app("app_pages/review.py")
     at.sidebar.text_input(key="reviewer").input("ana").run()
+    at.session_state["rv_bulk"] = True  # open the panel: a closed one runs no queries
+    at.run()
     at.number_input(key="bulk_min_prob").set_value(0.5).run()
     assert any("5 rows" in m.value for m in at.markdown)  # the preview states the count
     assert analysed.label_version() == 0  # nothing happens before the click

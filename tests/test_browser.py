@@ -498,7 +498,8 @@ def test_bulk_accept_with_preview_is_undone_in_one_step(server, workspace_folder
         open_review_as_reviewer(page, server)
 
         page.get_by_text("Bulk action on the rows these filters select").click()
-        panel = page.locator("[data-testid='stExpander']")
+        # The filters are folded into an expander too: pick the bulk one.
+        panel = page.locator("[data-testid='stExpander']").filter(has_text="Bulk action")
         expect(panel).to_contain_text(f"{N_FLAGGED} rows match")
         floor = panel.get_by_role("spinbutton", name="…and the model's probability is at least")
         floor.fill(str(PROB_FLOOR))
