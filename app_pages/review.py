@@ -21,16 +21,27 @@ import streamlit as st
 from app_pages.keys import review_keys
 from app_pages.plain import plain
 from app_pages.workspace import require_workspace, reviewer
+from runtime.progress import describe as describe_progress
 
 st.title("Review")
 ws = require_workspace()
 names = ws.label_names
 latest = ws.latest_analysis()
 if latest is None:
-    st.info(
-        "No predictions yet: run the analysis on **Predictions & flags** first. You can still "
-        "review in row order."
-    )
+    analysing = next((j for j in ws.jobs(active=True) if j.kind == "analyze"), None)
+    if analysing is not None:  # not "run the analysis" while it runs
+        said = describe_progress(analysing.progress)
+        st.info(
+            "The analysis is running"
+            + (f" ({plain(analysing.progress.get('stage') or '')} · {plain(said)})" if said else "")
+            + ": predictions and flags appear here when it ends. You can review in row order "
+            "meanwhile."
+        )
+    else:
+        st.info(
+            "No predictions yet: run the analysis on **Predictions & flags** first. You can "
+            "still review in row order."
+        )
 
 ANY = "any"
 PAGE_SIZE = 20

@@ -193,3 +193,14 @@ def test_empty_cells_are_blank_not_none():
     html = styled.to_html()
     assert "None" not in html and "nan" not in html
     assert ">5<" in html and ">0.812<" in html
+
+
+def test_review_says_the_analysis_is_running_instead_of_asking_for_one(home, sentiment_prepared):
+    ws = Workspace.create(home / "fresh", sentiment_prepared, name="fresh")
+    job = ws.create_job("analyze", {})
+    progress = {"stage": "embedding", "done": 10, "total": 40, "unit": "texts", "eta_seconds": 6.0}
+    ws.update_job(job, status="running", progress=progress)
+    at = app("app_pages/review.py")
+    said = " ".join(i.value for i in at.info)
+    assert "The analysis is running" in said and "10 / 40 texts" in said
+    assert "run the analysis" not in said
