@@ -97,7 +97,14 @@ def import_and_analyze(result, *, name: str, analyze: bool, **mapping) -> Worksp
             "of that label), then start the analysis on Predictions & flags."
         )
     elif analyze:
-        jobs.launch(ws, "analyze", {"encoder": {}, "n_folds": 5, "seed": 0})
+        from curation.methods import DEFAULT_METHOD, analysis_seconds
+        from runtime.device import resolve_device
+
+        estimate = analysis_seconds(
+            DEFAULT_METHOD, len(prepared.frame), device=resolve_device("auto")
+        )
+        params = {"encoder": {}, "n_folds": 5, "seed": 0, "estimate_seconds": estimate}
+        jobs.launch(ws, "analyze", params)
     return ws
 
 

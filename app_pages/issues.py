@@ -10,14 +10,13 @@ import jobs
 from app_pages.adapt import adapted_choice
 from app_pages.plain import plain, plain_chart
 from app_pages.planning import calibration_offer
-from app_pages.progress import active_job, job_status_line, progress_fraction
+from app_pages.progress import active_job, job_status_line, progress_fraction, staged_progress
 from app_pages.words import column_words
 from app_pages.workspace import require_workspace
 from curation.methods import DEFAULT_METHOD, METHOD_HELP, METHODS, detection_seconds
 from runtime.device import resolve_device
 from runtime.encoder import EncoderSettings, embed_seconds
 from runtime.estimates import duration
-from runtime.progress import describe as describe_progress
 
 st.title("Predictions & flags")
 ws = require_workspace()
@@ -84,7 +83,7 @@ def analysis_panel() -> None:
         st.info(job_status_line(job))
         frac = progress_fraction(job.progress)
         # Counts, rows/s and time left of the current stage, from its first batch on.
-        st.progress(frac or 0.0, text=describe_progress(job.progress) or "starting…")
+        st.progress(frac or 0.0, text=staged_progress(job) or "starting…")
         if st.button("Cancel analysis", key="cancel_analysis"):
             jobs.cancel(ws, job.id)
             st.rerun()
@@ -103,6 +102,8 @@ def analysis_panel() -> None:
                 "method": method,
                 "n_folds": int(n_folds),
                 "seed": 0,
+                # What this page estimated: the time left in all until the job ends.
+                "estimate_seconds": round(seconds, 1),
             },
         )
         st.rerun(scope="app")

@@ -152,10 +152,31 @@ def job_summary(ws: Workspace, job: JobRecord) -> tuple[str, float | None]:
         left = time_left(job, runs, datetime.now(UTC))
         return " · ".join(p for p in (title, f"{fraction:.0%}", left) if p), fraction
     fraction = progress_fraction(job.progress)
-    said = describe(job.progress)
+    said = staged_progress(job)
     stage = job.progress.get("stage")
     # Stages may quote data (a model path): plain text.
     return " · ".join(plain(p) for p in (title, stage, said) if p), fraction
+
+
+def estimate_left(job: JobRecord, now: datetime) -> str | None:
+    """ "about 4 min left in all": the estimate made at launch minus the time elapsed, while
+    it has not run out (then the stage's own time left is all that is said)."""
+    planned = job.params.get("estimate_seconds")
+    elapsed = _seconds_between(job.started_at or job.created_at, now)
+    if planned is None or elapsed is None or planned - elapsed < 1:
+        return None
+    return f"about {duration(planned - elapsed)} left in all (estimated at the start)"
+
+
+def staged_progress(job: JobRecord) -> str:
+    """A job of stages (the analysis): the current stage's counts, rate and time left, then
+    the whole job's time left from the launch estimate."""
+    said = describe(job.progress)
+    overall = estimate_left(job, datetime.now(UTC))
+    if not overall:
+        return said
+    said = said.replace(" left", " left in this stage", 1)
+    return " · ".join(p for p in (said, overall) if p)
 
 
 def running_jobs_sidebar() -> None:

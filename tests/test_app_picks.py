@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 import pytest
 
-from app_pages.progress import time_left
+from app_pages.progress import estimate_left, time_left
 from app_pages.words import COLUMN_WORDS, blank_empty
 from data.preferences import load_preferences, save_preference
 from data.records import JobRecord, RunRecord
@@ -204,3 +204,19 @@ def test_review_says_the_analysis_is_running_instead_of_asking_for_one(home, sen
     said = " ".join(i.value for i in at.info)
     assert "The analysis is running" in said and "10 / 40 texts" in said
     assert "run the analysis" not in said
+
+
+def test_an_analysis_says_its_stage_and_its_whole_time_left():
+    start = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
+    job = JobRecord(
+        id=1,
+        kind="analyze",
+        status="running",
+        params={"estimate_seconds": 300.0},
+        progress={"stage": "embedding", "done": 10, "total": 40, "eta_seconds": 30.0},
+        started_at=start.isoformat(),
+    )
+    assert estimate_left(job, start + timedelta(seconds=60)) == (
+        "about 4 min left in all (estimated at the start)"
+    )
+    assert estimate_left(job, start + timedelta(seconds=400)) is None  # ran out: stage only
