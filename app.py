@@ -6,6 +6,7 @@ A router only: page setup, the shared sidebar (workspace, reviewer), and navigat
 
 import os
 import sqlite3
+import threading
 
 import streamlit as st
 
@@ -42,6 +43,26 @@ pages = {
 }
 page = st.navigation(pages)
 
+
+@st.cache_resource(show_spinner=False)
+def warm_up() -> threading.Thread:
+    """Import torch (the device check of Predictions & flags, Train and Charts) and the training
+    code (scikit-learn) in the background, once per server, after its first page is drawn:
+    those pages then open seconds sooner."""
+
+    def run() -> None:
+        try:
+            import torch  # noqa: F401
+
+            import training.runs  # noqa: F401
+        except Exception:  # noqa: BLE001, S110 - the page that needs it reports the failure
+            pass
+
+    thread = threading.Thread(target=run, name="second-look-warm-up", daemon=True)
+    thread.start()
+    return thread
+
+
 from app_pages.progress import running_jobs_sidebar  # noqa: E402 - after the first paint
 from app_pages.workspace import show_database_error, sidebar  # noqa: E402
 
@@ -51,3 +72,5 @@ try:
     page.run()
 except sqlite3.DatabaseError as exc:  # the workspace was damaged after it was opened?
     show_database_error(exc)
+finally:
+    warm_up()

@@ -47,37 +47,42 @@ shown = log.head(SHOWN).assign(
     old_excluded=lambda f: f["old_excluded"].astype(bool),
     new_excluded=lambda f: f["new_excluded"].astype(bool),
 )
+# At 1366 px the columns that say what happened come first and fit: who, what, which row, the
+# label and the exclusion before and after; then the text; the ids for cross-checks come last.
+columns = [
+    "created_at",
+    "reviewer",
+    "action",
+    "ext_id",
+    "old_label",
+    "new_label",
+    "old_excluded",
+    "new_excluded",
+    "text",
+]
+if shown["old_text"].notna().any() or shown["new_text"].notna().any():
+    columns += ["old_text", "new_text"]  # filled for text repairs (and their undos) only
+columns += ["event_id", "sample_id", "batch_id", "undoes_batch"]
 st.dataframe(
-    shown[
-        [
-            "created_at",
-            "reviewer",
-            "action",
-            "ext_id",
-            "old_label",
-            "new_label",
-            "text",
-            "old_text",
-            "new_text",
-            "old_excluded",
-            "new_excluded",
-            "event_id",
-            "sample_id",
-            "batch_id",
-            "undoes_batch",
-        ]
-    ],
+    shown[columns],
     hide_index=True,
     width="stretch",
     column_config={
-        "created_at": st.column_config.DatetimeColumn("time (UTC)", format="YYYY-MM-DD HH:mm:ss"),
-        "ext_id": "id",
-        "old_label": "label before",
-        "new_label": "label after",
-        "old_excluded": "excluded before",
-        "new_excluded": "excluded after",
+        "created_at": st.column_config.DatetimeColumn(
+            "time (UTC)", format="YYYY-MM-DD HH:mm:ss", width=150
+        ),
+        "reviewer": st.column_config.TextColumn("reviewer", width=90),
+        "action": st.column_config.TextColumn("action", width=80),
+        "ext_id": st.column_config.TextColumn("id", width=60),
+        "old_label": st.column_config.TextColumn("label before", width=95),
+        "new_label": st.column_config.TextColumn("label after", width=95),
+        "old_excluded": st.column_config.CheckboxColumn(
+            "excl. before", help="Excluded from training before the action", width=80
+        ),
+        "new_excluded": st.column_config.CheckboxColumn(
+            "excl. after", help="Excluded from training after the action", width=80
+        ),
         "text": st.column_config.TextColumn("text", width="large"),
-        # Filled for text repairs (repair_text and their undos) only.
         "old_text": st.column_config.TextColumn("text before (repairs)"),
         "new_text": st.column_config.TextColumn("text after (repairs)"),
     },

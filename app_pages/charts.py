@@ -124,6 +124,10 @@ def size_figure(agg: pd.DataFrame, metric: str) -> go.Figure:
         xaxis_type="log" if log else "linear",
         legend=dict(orientation="h", y=1.02, x=0, yanchor="bottom"),
     )
+    if log:
+        # Ticks at the sizes trained on: plotly's own log ticks read "4 5 6 7 8 9 100 2 3".
+        sizes = sorted({round(v) for v in rows})
+        fig.update_xaxes(tickvals=sizes, ticktext=[f"{v:,}" for v in sizes], minor_showgrid=False)
     return fig
 
 
@@ -161,8 +165,11 @@ def quality_figure(frame: pd.DataFrame, metric: str) -> go.Figure:
 
 
 def numbers(agg: pd.DataFrame) -> None:
+    table = agg.drop(columns=["experiment", "metric"])
+    if table["x"].map(type).nunique() > 1:  # label quality: "curated", then 0.1 (noise), ...
+        table["x"] = table["x"].map(lambda v: f"{v:g}" if isinstance(v, float) else str(v))
     with st.expander("The numbers"):
-        st.dataframe(agg.drop(columns=["experiment", "metric"]), hide_index=True, width="stretch")
+        st.dataframe(table, hide_index=True, width="stretch")
 
 
 st.title("Charts")

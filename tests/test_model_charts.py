@@ -391,3 +391,49 @@ def test_charts_page_draws_the_sweep_and_launches_one_with_an_estimate(ws, launc
     kind, params = launched[-1]
     assert kind == "experiment" and params["experiment"] == "learning_rate"
     assert params["options"] == {"learning_rates": [1e-5, 1e-4, 1e-3], "seeds": [0, 1]}
+
+
+def test_the_data_size_chart_ticks_at_the_sizes_trained_on(ws, launched):
+    """A data-size curve over 28..225 rows is drawn on a log axis: its ticks are the sizes
+    themselves ("28", "56", ...), not plotly's "4 5 6 7 8 9 100 2"; and the numbers table of a
+    label-quality experiment (x: "original", "curated", 0.1...) is drawn without an Arrow error."""
+    job = ws.create_job("experiment", {})
+    ws.update_job(job, status="done")
+    for rows, seed in product((28, 56, 112, 225), (0, 1)):
+        run = ws.create_run(
+            name=f"{rows} rows",
+            config={"seed": seed, "technique": "full"},
+            data={"experiment": "data_size", "series": "data size", "x": rows / 225, "seed": seed}
+            | {"train_rows": rows},
+            job_id=job,
+        )
+        test = {"accuracy": 0.5 + rows / 1000, "n": 6, "labels": ["negative", "positive"]}
+        ws.update_run(
+            run, status="done", metrics=run_metrics(test=test, verified=None, examples=None)
+        )
+    job = ws.create_job("experiment", {})
+    ws.update_job(job, status="done")
+    for series, x in (("labels", "original"), ("labels", "curated"), ("noise", 0.1)):
+        run = ws.create_run(
+            name=f"{series} {x}",
+            config={"seed": 0, "technique": "full"},
+            data={"experiment": "label_quality", "series": series, "x": x, "seed": 0},
+            job_id=job,
+        )
+        test = {"accuracy": 0.7, "n": 6, "labels": ["negative", "positive"]}
+        ws.update_run(
+            run, status="done", metrics=run_metrics(test=test, verified=None, examples=None)
+        )
+    at = app("app_pages/charts.py")
+    assert not at.exception, at.exception
+    [size] = [
+        json.loads(c.proto.spec)
+        for c in at.get("plotly_chart")
+        if "training rows" in json.dumps(json.loads(c.proto.spec)["layout"].get("xaxis", {}))
+    ]
+    axis = size["layout"]["xaxis"]
+    assert axis["type"] == "log" and axis["tickvals"] == [28, 56, 112, 225]
+    assert axis["ticktext"] == ["28", "56", "112", "225"]
+    numbers = [d.value for d in at.dataframe if "x" in d.value.columns]
+    quality = next(t for t in numbers if "original" in set(t["x"]))
+    assert set(quality["x"]) == {"original", "curated", "0.1"}  # all text: one Arrow type
