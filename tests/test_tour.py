@@ -3,8 +3,8 @@ training runs, every page of the navigation visited in headless Chromium at 1366
 
 It fails on anything a person would see go wrong that no other test looks for: a Streamlit
 exception box on a page, an error in the server's log, a browser console error, a failed
-request (nothing may be fetched from outside: the app must work offline), or a slow first
-paint. A screenshot of each page is left in ``test-artifacts/tour-<page>.png`` (the README's
+request (nothing may be fetched from outside: the app must work offline). How soon the first
+page paints is printed, not asserted (speed lives in benchmarks, not in tests). A screenshot of each page is left in ``test-artifacts/tour-<page>.png`` (the README's
 ``docs/*.png`` are copied from these).
 
 The workspace is built without training: the analysis and the run records are written straight
@@ -64,10 +64,6 @@ PAGES = {
     "Audit log": "audit",
     "Export": "export",
 }
-# The navigation must show this soon after the first request to a cold server. It takes 2-3 s
-# (most of it the browser loading Streamlit's scripts), up to 5 s on a loaded 2-core machine;
-# importing torch or pandas before it (app.py) adds 2-8 s.
-FIRST_PAINT_S = 10.0
 # Server-log lines that mean something went wrong (a traceback, a logged error or warning).
 LOG_PROBLEM = re.compile(r"Traceback|Error|Exception|Warning|WARNING|deprecat", re.IGNORECASE)
 
@@ -344,7 +340,6 @@ def test_tour_of_every_page(tour_server):
     log = tour_server.log_path.read_text(errors="replace")
     problems += [f"server log: {line}" for line in log.splitlines() if LOG_PROBLEM.search(line)]
     assert not problems, "\n".join(problems)
-    assert first_paint < FIRST_PAINT_S, f"first paint took {first_paint:.1f} s"
 
 
 def visit(page, title: str) -> None:
