@@ -4,8 +4,9 @@ training runs, every page of the navigation visited in headless Chromium at 1366
 It fails on anything a person would see go wrong that no other test looks for: a Streamlit
 exception box on a page, an error in the server's log, a browser console error, a failed
 request (nothing may be fetched from outside: the app must work offline). How soon the first
-page paints is printed, not asserted (speed lives in benchmarks, not in tests). A screenshot of each page is left in ``test-artifacts/tour-<page>.png`` (the README's
-``docs/*.png`` are copied from these).
+page paints is printed, not asserted (speed lives in benchmarks, not in tests). A screenshot of
+each page is left in ``test-artifacts/tour-<page>.png`` (the README's ``docs/*.png`` are copied
+from these).
 
 The workspace is built without training: the analysis and the run records are written straight
 into the store in the formats the app writes them (see tests/test_browser.py and
