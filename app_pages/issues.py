@@ -13,7 +13,13 @@ from app_pages.planning import calibration_offer
 from app_pages.progress import active_job, job_status_line, progress_fraction, staged_progress
 from app_pages.words import column_words
 from app_pages.workspace import require_workspace
-from curation.methods import DEFAULT_METHOD, METHOD_HELP, METHODS, detection_seconds
+from curation.methods import (
+    ANALYSIS_START_SECONDS,
+    DEFAULT_METHOD,
+    METHOD_HELP,
+    METHODS,
+    detection_seconds,
+)
 from runtime.device import resolve_device
 from runtime.encoder import EncoderSettings, embed_seconds
 from runtime.estimates import duration
@@ -57,9 +63,11 @@ with st.expander("Analysis settings", expanded=ws.latest_analysis() is None):
     # with this encoder; before it, embedding every text dominates: at the speed this machine
     # measured for these encoder settings (runtime.estimates), else a default.
     done_before = any(a.settings.get("model_key") == settings.key() for a in ws.analyses())
-    seconds = detection_seconds(
-        method, n_rows, device=device, n_folds=int(n_folds), cached=done_before
-    ) + (0.0 if done_before else embed_seconds(n_rows, settings))
+    seconds = (
+        ANALYSIS_START_SECONDS
+        + detection_seconds(method, n_rows, device=device, n_folds=int(n_folds), cached=done_before)
+        + (0.0 if done_before else embed_seconds(n_rows, settings))
+    )
     st.caption(
         f"Estimated time on this machine ({device}) for {n_rows:,} rows: about "
         f"{duration(seconds)}"

@@ -25,13 +25,20 @@ from training.finetune import speed_identity
 from training.runs import plan, split_ids, validation_split, verified_ids
 
 # Training and scoring throughput (rows/s, batch 32, max length 64) assumed until this machine
-# has measured its own (runtime.estimates; every finished run records it): CPU figures from
-# bench/results/ (training-cpu2, loop-*) and small demo runs, rounded; the GPU speed-up is a
-# conservative guess.
-CPU_TRAIN_ROWS_PER_SECOND = {"full": 75.0, "lora": 120.0, "head": 220.0}
-CPU_PREDICT_ROWS_PER_SECOND = 370.0
+# has measured its own (runtime.estimates; every finished run records it, and a calibration
+# measures it in under a minute). CPU figures by precision: bf16 from bench/results/
+# (training-cpu2, loop-*), fp32 (a CPU without native bf16 trains in fp32) from
+# bench/results/estimates-* (30 rows/s full fine-tuning, 100-130 texts/s scoring; LoRA and
+# head scaled alike); rounded. The GPU speed-up is a conservative guess.
+CPU_TRAIN_ROWS_PER_SECOND = {
+    "bf16": {"full": 75.0, "lora": 120.0, "head": 220.0},
+    "fp32": {"full": 30.0, "lora": 48.0, "head": 90.0},
+}
+CPU_PREDICT_ROWS_PER_SECOND = {"bf16": 370.0, "fp32": 100.0}
 GPU_SPEEDUP = 20.0
-RUN_OVERHEAD_SECONDS = 6.0  # load the model, save it, write the record
+# Per run: start the job's process, load the model, tokenize (15-17 s from launch to the first
+# step on 2 cores), then save the model and write the record (~5 s): bench/results/estimates-*.
+RUN_OVERHEAD_SECONDS = 20.0
 # The settings that change which rows a plan picks (the plan cache's key; ~1 s per miss at 38k).
 PLAN_FIELDS = ("seed", "max_train_samples", "max_eval_samples", "validation_fraction")
 
@@ -66,11 +73,22 @@ def summarise(ws: Any, experiment: str, config: TrainingConfig, options: dict) -
     )
 
 
+def default_rates(config: TrainingConfig) -> tuple[float, float]:
+    """Training rows/s and scoring texts/s assumed for ``config`` until measured here."""
+    train = speed_identity(config, "train")
+    cpu = "bf16" if train["precision"] == "bf16" else "fp32"
+    speedup = GPU_SPEEDUP if train["device"] == "cuda" else 1.0
+    return (
+        CPU_TRAIN_ROWS_PER_SECOND[cpu][config.technique] * speedup,
+        CPU_PREDICT_ROWS_PER_SECOND[cpu] * speedup,
+    )
+
+
 def plan_seconds(summary: dict[str, Any], config: TrainingConfig) -> float:
     """A rough duration of the plan's runs: training rows x epochs at this machine's measured
     training speed (else the default), plus scoring and validation passes and overhead."""
     train, predict = speed_identity(config, "train"), speed_identity(config, "predict")
-    speedup = GPU_SPEEDUP if train["device"] == "cuda" else 1.0
+    train_rate, predict_rate = default_rates(config)
     scored = summary["eval_rows"] + summary["verified_rows"] + 16  # + before/after rows
     total = 0.0
     for rows in summary["train_rows"]:
@@ -81,14 +99,14 @@ def plan_seconds(summary: dict[str, Any], config: TrainingConfig) -> float:
             "train",
             rows * config.epochs,
             **train,
-            default_rate=CPU_TRAIN_ROWS_PER_SECOND[config.technique] * speedup,
+            default_rate=train_rate,
             overhead_seconds=RUN_OVERHEAD_SECONDS,
         )
         total += estimate_seconds(
             "predict",
             scored + validation,
             **predict,
-            default_rate=CPU_PREDICT_ROWS_PER_SECOND * speedup,
+            default_rate=predict_rate,
         )
     return total
 
@@ -99,12 +117,9 @@ def calibration_seconds(config: TrainingConfig, settings: EncoderSettings) -> fl
     from training.calibration import CALIBRATION_ROWS
 
     embed = embed_rate(settings)
-    train = speed(
-        "train",
-        **speed_identity(config, "train"),
-        default=CPU_TRAIN_ROWS_PER_SECOND[config.technique],
-    )
-    predict = speed("predict", **speed_identity(config, "predict"), default=embed)
+    train_rate, predict_rate = default_rates(config)
+    train = speed("train", **speed_identity(config, "train"), default=train_rate)
+    predict = speed("predict", **speed_identity(config, "predict"), default=predict_rate)
     rows = CALIBRATION_ROWS
     return rows["embed"] / embed + rows["train"] / train + rows["predict"] / predict + 10.0
 

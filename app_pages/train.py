@@ -19,10 +19,9 @@ from app_pages.adapt import adapt_section
 from app_pages.figures import METRIC_LABELS, loss_figure, metrics_row, run_title
 from app_pages.plain import plain
 from app_pages.planning import (
-    CPU_TRAIN_ROWS_PER_SECOND,
-    GPU_SPEEDUP,
     PLAN_FIELDS,
     calibration_offer,
+    default_rates,
     plan_seconds,
     plan_summary,
 )
@@ -182,9 +181,7 @@ if summary is not None:
     device = resolve_device(config.device)
     precision = resolve_precision(config.precision, device)
     measured = measured_speed("train", **speed_identity(config, "train"))
-    speed = measured or CPU_TRAIN_ROWS_PER_SECOND[config.technique] * (
-        GPU_SPEEDUP if device == "cuda" else 1.0
-    )
+    speed = measured or default_rates(config)[0]
     seconds = plan_seconds(summary, config)
     rows = summary["train_rows"]
     size = f"{rows[0]:,}" if min(rows) == max(rows) else f"{min(rows):,}–{max(rows):,}"

@@ -41,9 +41,10 @@ CACHE_CHUNK = 1024
 EMBED_CHUNK = 16_384
 _PACKAGED_MODEL = "all-MiniLM-L6-v2"
 # Texts per second assumed before this machine has measured its own embedding speed (see
-# embed_rate), by device and precision; figures from bench/results/ (loop-*, big_import-*),
-# rounded; the GPU figure is a conservative guess, not a measurement.
-EMBED_TEXTS_PER_SECOND = {"cpu-bf16": 370.0, "cpu-fp32": 130.0, "cuda": 3000.0}
+# embed_rate), by device and precision; figures from bench/results/ (loop-*, big_import-*;
+# fp32 from estimates-*: 86-120 texts/s on a CPU without native bf16), rounded; the GPU figure
+# is a conservative guess, not a measurement.
+EMBED_TEXTS_PER_SECOND = {"cpu-bf16": 370.0, "cpu-fp32": 100.0, "cuda": 3000.0}
 
 
 class EmbeddingCache(Protocol):

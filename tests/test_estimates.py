@@ -205,7 +205,9 @@ def test_a_real_fine_tune_records_its_training_and_scoring_speeds(tmp_path, monk
     )
     assert result.model_dir
     train = E.measured_speed("train", **speed_identity(TINY, "train"))
-    assert train == pytest.approx(result.train_samples_per_second, rel=0.01)
+    # Kept from the end of the first step on (its one-off set-up left out): at least the
+    # whole run's rate, which counts that set-up.
+    assert train >= 0.9 * result.train_samples_per_second
     assert E.measured_speed("predict", **speed_identity(TINY, "predict")) > 0
     # Per technique: a head-only run has no measurement yet.
     head = TINY.__class__(**{**TINY.to_dict(), "technique": "head"})

@@ -3,10 +3,10 @@
 Every estimate the app shows before a run (an analysis, a training run, an experiment) is rows
 divided by a speed. Until a real run has measured a speed on this machine, the speed is a
 typical machine's figure, which was 4x off on a loaded 2-core machine (an analysis estimated at
-2 min took 14). :func:`calibrate` times the three tasks on the workspace's own texts in about
-20 s on a CPU and keeps the speeds where real runs keep theirs (:mod:`runtime.estimates`,
-per machine, model and settings), so the first estimate is already a measured one; every real
-run then refreshes them.
+2 min took 14). :func:`calibrate` times the three tasks on the workspace's own texts in
+under a minute on a 2-core CPU and keeps the speeds where real runs keep theirs
+(:mod:`runtime.estimates`, per machine, model and settings), so the first estimate is already a
+measured one; every real run then refreshes them.
 
 >>> sorted(CALIBRATION_ROWS)
 ['embed', 'predict', 'train']
@@ -28,11 +28,12 @@ from runtime.validation import check_texts
 from training.config import TrainingConfig
 from training.finetune import fine_tune, speed_identity
 
-# Rows per task: each takes about 4 s on a 2-core CPU at the packaged encoder's speed (embed
-# ~370 texts/s, full fine-tuning ~75 rows/s, predict ~370 texts/s), over the MIN_SECONDS a
-# measurement needs to be kept. On a GPU these finish too fast to time and nothing is kept:
+# Rows per task: 5-15 s each on a 2-core CPU in fp32 (embed ~100 texts/s, full fine-tuning
+# ~30 rows/s, predict ~100 texts/s), over the MIN_SECONDS a measurement needs to be kept.
+# Training is timed from the end of its first step on (fine_tune's steady rate): 15 steps of
+# 32, 14 timed. On a GPU these finish too fast to time and nothing is kept:
 # the first real run measures the GPU.
-CALIBRATION_ROWS = {"embed": 1500, "train": 320, "predict": 1500}
+CALIBRATION_ROWS = {"embed": 1500, "train": 480, "predict": 1500}
 
 
 def calibrate(

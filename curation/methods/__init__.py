@@ -82,6 +82,7 @@ if TYPE_CHECKING:
     from training.config import TrainingConfig
 
 __all__ = [
+    "ANALYSIS_START_SECONDS",
     "DEFAULT_METHOD",
     "EMBEDDING",
     "EMBED_TEXTS_PER_SECOND",
@@ -341,6 +342,11 @@ def detection_seconds(
     return round(seconds, 1)
 
 
+# Starting the job's process and reading the rows before the first stage: ~3 s at 4-6k rows
+# (bench/results/estimates-*).
+ANALYSIS_START_SECONDS = 3.0
+
+
 def analysis_seconds(
     method: str,
     n_rows: int,
@@ -361,7 +367,9 @@ def analysis_seconds(
     >>> analysis_seconds("ensemble", 1_360_000) > 3600  # a 1.36M-row CSV: hours on a CPU
     True
     """
-    seconds = detection_seconds(method, n_rows, device=device, n_folds=n_folds, cached=cached)
+    seconds = ANALYSIS_START_SECONDS + detection_seconds(
+        method, n_rows, device=device, n_folds=n_folds, cached=cached
+    )
     if not cached:
         seconds += n_rows / _embed_rate(choice("device", device, _ESTIMATE_DEVICES))
     return round(seconds, 1)

@@ -52,10 +52,15 @@ class TextLDA(Component):
     shrinkage: float = SHRINKAGE
     fit_seconds_per_row: float = 7e-6
     # TF-IDF + SVD fit on <= TEXT_FIT_ROWS rows + projection: skipped when the matrix is cached.
-    features_seconds_per_row: float = 1.5e-4
+    # The fit costs ~3 s whatever the size (3.5-4.4 s at 4-6k rows, bench/results/estimates-*),
+    # the rows ~1e-4 s each (136 s at 1.36M rows, bench/results/big_import-*).
+    features_seconds_per_row: float = 1e-4
+    features_fixed_seconds: float = 3.0
 
     def prepare_seconds(self, n_rows: int) -> float:
-        return self.features_seconds_per_row * n_rows
+        if n_rows <= 0:
+            return 0.0
+        return self.features_fixed_seconds + self.features_seconds_per_row * n_rows
 
     def probs(self, split: FoldSplit) -> tuple[np.ndarray, dict[str, Any]]:
         matrix = split.text_matrix
