@@ -457,7 +457,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    """Measure this machine's embedding, training and prediction speeds (under a minute on a CPU),
+    """Measure this machine's embedding, training and prediction speeds (about a minute on a 2-core CPU),
     so that the next estimates are measured ones."""
     from runtime.encoder import EncoderSettings
     from runtime.estimates import speeds_path
@@ -488,7 +488,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 def _add_store_commands(sub) -> None:
     c = sub.add_parser(
         "calibrate",
-        help="measure this machine's speeds (under a minute on a CPU) for the time estimates",
+        help="measure this machine's speeds (about a minute on a 2-core CPU) for the time estimates",
     )
     c.add_argument("workspace", help="workspace folder (its texts are timed)")
     c.add_argument("--technique", default="full", choices=("full", "lora", "head"))

@@ -26,7 +26,7 @@ from training.runs import plan, split_ids, validation_split, verified_ids
 
 # Training and scoring throughput (rows/s, batch 32, max length 64) assumed until this machine
 # has measured its own (runtime.estimates; every finished run records it, and a calibration
-# measures it in under a minute). CPU figures by precision: bf16 from bench/results/
+# measures it in about a minute). CPU figures by precision: bf16 from bench/results/
 # (training-cpu2, loop-*), fp32 (a CPU without native bf16 trains in fp32) from
 # bench/results/estimates-* (30 rows/s full fine-tuning, 100-130 texts/s scoring; LoRA and
 # head scaled alike); rounded. The GPU speed-up is a conservative guess.

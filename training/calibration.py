@@ -4,7 +4,7 @@ Every estimate the app shows before a run (an analysis, a training run, an exper
 divided by a speed. Until a real run has measured a speed on this machine, the speed is a
 typical machine's figure, which was 4x off on a loaded 2-core machine (an analysis estimated at
 2 min took 14). :func:`calibrate` times the three tasks on the workspace's own texts in
-under a minute on a 2-core CPU and keeps the speeds where real runs keep theirs
+about a minute on a 2-core CPU and keeps the speeds where real runs keep theirs
 (:mod:`runtime.estimates`, per machine, model and settings), so the first estimate is already a
 measured one; every real run then refreshes them.
 
