@@ -214,7 +214,8 @@ if ws is not None:
         else f"split taken from column '{plain(info.get('split_column'))}'"
     )
     st.caption(
-        f"Source: {plain(info.get('source'))} · text column '{plain(info.get('text_column'))}', "
+        (f"Source: {plain(info.get('source'))} · " if info.get("source") else "")
+        + f"text column '{plain(info.get('text_column'))}', "
         f"label column '{plain(info.get('label_column'))}' · {split_note} · "
         f"encoding {plain(info.get('encoding'))}"
     )

@@ -44,6 +44,9 @@ if latest is None:
         )
 
 ANY = "any"
+# Texts longer than this (or over 6 lines) get a scrolling box of this height (px) on the card.
+LONG_TEXT_CHARS = 600
+LONG_TEXT_HEIGHT = 150
 PAGE_SIZE = 20
 ORDERS = {
     "worst quality first": "quality",
@@ -544,8 +547,13 @@ def review_card() -> None:
         if item["overlap"]:
             header.append("double review")
         st.markdown(" · ".join(header))
-        # Plain text only: data never renders as HTML or markdown.
-        st.text(item["text"])
+        # Plain text only: data never renders as HTML or markdown. A long text (a ticket, a
+        # review) scrolls in its own box, so the labels and the buttons stay above the fold.
+        if len(item["text"]) > LONG_TEXT_CHARS or item["text"].count("\n") > 6:
+            with st.container(height=LONG_TEXT_HEIGHT, key="rv_long_text"):
+                st.text(item["text"])
+        else:
+            st.text(item["text"])
         labels_line(item)
         info = item_explanation(item)
         explain(item, info)

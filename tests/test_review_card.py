@@ -183,3 +183,30 @@ def test_card_and_all_actions_fit_a_laptop_screen(
         or box["x"] + box["width"] > 1366
     }
     assert not outside, f"not within the 1366×768 viewport without scrolling: {outside}"
+
+
+@pytest.mark.browser
+def test_a_long_text_scrolls_in_its_box_and_the_actions_stay_on_screen(
+    server,  # noqa: F811 (the fixture imported above)
+    workspace_folder,  # noqa: F811
+    laptop_page,
+):
+    from playwright.sync_api import expect
+
+    ws = Workspace(workspace_folder)
+    try:
+        first = ws.review_queue(flagged=True, limit=1)[0].iloc[0]
+        long_text = "\n".join(f"Line {i}: the support ticket goes on and on." for i in range(80))
+        ws.repair_texts([(int(first["sample_id"]), long_text)], reviewer="setup")
+    finally:
+        ws.close()
+    page = laptop_page
+    open_review_as_reviewer(page, server)
+    box = page.locator(".st-key-rv_long_text")
+    expect(box).to_contain_text("Line 79:")  # the whole text is there, in its own scroll box
+    wait_for_idle(page)
+    keys = ["rv_keep", "rv_accept", "rv_exclude", "rv_undo", "rv_prev", "rv_next"]
+    boxes = {"text box": box.bounding_box()}
+    boxes |= {key: button(page, key).bounding_box() for key in keys}
+    outside = {k: b for k, b in boxes.items() if b is None or b["y"] + b["height"] > 768}
+    assert not outside, f"below the fold of a 1366×768 screen: {outside}"
