@@ -17,6 +17,7 @@ import streamlit as st
 import jobs
 from app_pages.plain import plain
 from app_pages.progress import active_job, job_status_line, progress_fraction
+from app_pages.words import setting_help
 from data.store import Workspace
 from runtime.device import resolve_device, resolve_precision
 from runtime.estimates import duration
@@ -88,7 +89,7 @@ def _settings() -> tuple[Any, str, str | None]:
         step=0.5,
         format="%g",
         key="ad_epochs",
-        help=f"{help_['epochs']}\n\nSetting: `epochs`.",
+        help=setting_help("epochs", help_["epochs"]),
     )
     values["max_steps"] = cols[2].number_input(
         "Steps at most",
@@ -96,14 +97,14 @@ def _settings() -> tuple[Any, str, str | None]:
         step=1,
         key="ad_max_steps",
         placeholder="the epochs decide",
-        help=f"{help_['max_steps']}\n\nSetting: `max_steps`.",
+        help=setting_help("max_steps", help_["max_steps"]),
     )
     values["max_length"] = cols[3].number_input(
         "Max tokens per text",
         value=defaults.max_length,
         step=1,
         key="ad_max_length",
-        help=f"{help_['max_length']}\n\nSetting: `max_length`.",
+        help=setting_help("max_length", help_["max_length"]),
     )
     with st.expander("More adaptation settings"):
         more = st.columns(4)
@@ -113,14 +114,14 @@ def _settings() -> tuple[Any, str, str | None]:
             step=1e-5,
             format="%g",
             key="ad_lr",
-            help=f"{help_['learning_rate']}\n\nSetting: `learning_rate`.",
+            help=setting_help("learning_rate", help_["learning_rate"]),
         )
         values["batch_size"] = more[1].number_input(
             "Batch size",
             value=defaults.batch_size,
             step=1,
             key="ad_batch",
-            help=f"{help_['batch_size']}\n\nSetting: `batch_size`.",
+            help=setting_help("batch_size", help_["batch_size"]),
         )
         values["mlm_probability"] = more[2].number_input(
             "Share of tokens masked",
@@ -128,27 +129,27 @@ def _settings() -> tuple[Any, str, str | None]:
             step=0.05,
             format="%g",
             key="ad_mlm",
-            help=f"{help_['mlm_probability']}\n\nSetting: `mlm_probability`.",
+            help=setting_help("mlm_probability", help_["mlm_probability"]),
         )
         values["seed"] = more[3].number_input(
             "Random seed",
             value=defaults.seed,
             step=1,
             key="ad_seed",
-            help=f"{help_['seed']}\n\nSetting: `seed`.",
+            help=setting_help("seed", help_["seed"]),
         )
         hw = st.columns(4)
         values["device"] = hw[0].selectbox(
             "Device",
             ["auto", "cpu", "cuda"],
             key="ad_device",
-            help=f"{help_['device']}\n\nSetting: `device`.",
+            help=setting_help("device", help_["device"]),
         )
         values["precision"] = hw[1].selectbox(
             "Precision",
             ["auto", "fp32", "bf16", "fp16"],
             key="ad_precision",
-            help=f"{help_['precision']}\n\nSetting: `precision`.",
+            help=setting_help("precision", help_["precision"]),
         )
     for name in ("max_steps", "max_length", "batch_size", "seed"):
         if isinstance(values[name], float) and values[name].is_integer():

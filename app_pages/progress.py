@@ -55,6 +55,14 @@ def active_job(ws: Workspace, kinds: tuple[str, ...]) -> JobRecord | None:
     return job
 
 
+def run_share(job: JobRecord, runs: list[RunRecord]) -> tuple[int, int, float]:
+    """A training job's run count, its current run (from 1) and its share done: the runs
+    before this one plus this run's share of its steps."""
+    n_runs, current = job.progress.get("runs") or 1, job.progress.get("run") or 1
+    within = progress_fraction(runs[-1].progress if runs else {}) or 0.0
+    return n_runs, current, min(1.0, (current - 1 + within) / n_runs)
+
+
 def job_progress(ws: Workspace, job: JobRecord, *, key: str) -> RunRecord | None:
     """Status, overall progress (runs done + the current run's steps) and a Cancel button.
 
@@ -65,10 +73,7 @@ def job_progress(ws: Workspace, job: JobRecord, *, key: str) -> RunRecord | None
     run = runs[-1] if runs else None
     progress = run.progress if run is not None else {}
     step, steps, loss = progress.get("step"), progress.get("total_steps"), progress.get("loss")
-    within = progress_fraction(progress) or 0.0
-    job_progress_ = job.progress
-    n_runs, current = job_progress_.get("runs") or 1, job_progress_.get("run") or 1
-    overall = min(1.0, (current - 1 + within) / n_runs)
+    n_runs, current, overall = run_share(job, runs)
     parts = [f"run {current}/{n_runs}"] if n_runs > 1 else []
     if steps:
         parts.append(f"step {step}/{steps}")
@@ -113,10 +118,10 @@ def time_left(job: JobRecord, runs: list[RunRecord], now: datetime) -> str | Non
     progress = run.progress if run is not None else {}
     this_left = progress.get("eta_seconds")
     if this_left is None or run is None:
-        planned = job.params.get("estimate_seconds")
-        elapsed = _seconds_between(job.started_at or job.created_at, now)
-        if planned is None or elapsed is None:
+        launch = _launch_estimate(job, now)
+        if launch is None:
             return None
+        planned, elapsed = launch
         if elapsed > planned:
             return f"taking longer than the {duration(planned)} estimated"
         return f"about {duration(planned - elapsed)} left (estimated at the start)"
@@ -146,9 +151,7 @@ def job_summary(ws: Workspace, job: JobRecord) -> tuple[str, float | None]:
     title = kind.title if kind else job.kind
     if kind is not None and kind.trains:
         runs = ws.runs(job_id=job.id)
-        run_progress = runs[-1].progress if runs else {}
-        n_runs, current = job.progress.get("runs") or 1, job.progress.get("run") or 1
-        fraction = min(1.0, (current - 1 + (progress_fraction(run_progress) or 0.0)) / n_runs)
+        _, _, fraction = run_share(job, runs)
         left = time_left(job, runs, datetime.now(UTC))
         return " · ".join(p for p in (title, f"{fraction:.0%}", left) if p), fraction
     fraction = progress_fraction(job.progress)
@@ -161,21 +164,27 @@ def job_summary(ws: Workspace, job: JobRecord) -> tuple[str, float | None]:
 def estimate_left(job: JobRecord, now: datetime) -> str | None:
     """ "about 4 min left in all": the estimate made at launch minus the time elapsed, while
     it has not run out (then the stage's own time left is all that is said)."""
+    launch = _launch_estimate(job, now)
+    if launch is None or launch[0] - launch[1] < 1:
+        return None
+    planned, elapsed = launch
+    return f"about {duration(planned - elapsed)} left in all (estimated at the start)"
+
+
+def _launch_estimate(job: JobRecord, now: datetime) -> tuple[float, float] | None:
+    """The seconds estimated when the job was launched and the seconds since it started."""
     planned = job.params.get("estimate_seconds")
     elapsed = _seconds_between(job.started_at or job.created_at, now)
-    if planned is None or elapsed is None or planned - elapsed < 1:
-        return None
-    return f"about {duration(planned - elapsed)} left in all (estimated at the start)"
+    return None if planned is None or elapsed is None else (planned, elapsed)
 
 
 def staged_progress(job: JobRecord) -> str:
     """A job of stages (the analysis): the current stage's counts, rate and time left, then
     the whole job's time left from the launch estimate."""
-    said = describe(job.progress)
     overall = estimate_left(job, datetime.now(UTC))
     if not overall:
-        return said
-    said = said.replace(" left", " left in this stage", 1)
+        return describe(job.progress)
+    said = describe(job.progress, scope=" in this stage")
     return " · ".join(p for p in (said, overall) if p)
 
 

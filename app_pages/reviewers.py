@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from app_pages.plain import plain, plain_chart
+from app_pages.words import blank_empty
 from app_pages.workspace import open_workspace, require_workspace, reviewer
 from curation.reviewing import agreement, disagreements, remaining_errors
 
@@ -107,12 +108,8 @@ stats = review_stats(str(ws.folder), ws.label_version(), tuple(names))
 pairs = stats["pairs"].query("n > 0")
 
 
-def blank_kappa(frame):
-    """An undefined kappa shows as an empty cell, not "None" (the caption says what it means)."""
-    return frame.style.format({"kappa": lambda v: "" if pd.isna(v) else f"{v:.2f}"}).format(
-        {"agreement": lambda v: "" if pd.isna(v) else f"{v:.0%}"}
-    )
-
+# An undefined kappa shows as an empty cell, not "None" (the caption says what it means).
+KAPPA_FORMATS = {"kappa": "{:.2f}", "agreement": "{:.0%}"}
 
 if pairs.empty:
     st.info("No samples labeled by two reviewers yet.")
@@ -129,11 +126,19 @@ else:
         "agreement": st.column_config.NumberColumn("agreement", format="percent"),
         "kappa": st.column_config.NumberColumn("kappa", format="%.2f"),
     }
-    st.dataframe(blank_kappa(pairs), hide_index=True, column_config=kappa_config, width="content")
+    st.dataframe(
+        blank_empty(pairs, **KAPPA_FORMATS),
+        hide_index=True,
+        column_config=kappa_config,
+        width="content",
+    )
     with st.expander("Kappa per class (this class vs. the rest)"):
         per_class = stats["per_class"].query("n > 0")
         st.dataframe(
-            blank_kappa(per_class), hide_index=True, column_config=kappa_config, width="content"
+            blank_empty(per_class, **KAPPA_FORMATS),
+            hide_index=True,
+            column_config=kappa_config,
+            width="content",
         )
 
 # --- disagreements and conflicts ----------------------------------------------------------

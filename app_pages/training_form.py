@@ -8,6 +8,7 @@ import streamlit as st
 
 import jobs
 from app_pages.adapt import adapted_choice
+from app_pages.words import setting_help
 from app_pages.workspace import WS_KEY
 from data.store import Workspace
 
@@ -54,10 +55,6 @@ def field_label(name: str) -> str:
     return FIELD_LABELS.get(name, name)
 
 
-def _help(name: str, text: str) -> str:
-    return f"{text}\n\nSetting: `{name}`."
-
-
 # Widget layout: (section title or None for always visible, fields). LoRA fields only show
 # for technique "lora"; report_to is a toggle of its own.
 _MAIN_FIELDS = (
@@ -102,7 +99,7 @@ def config_form(prefix: str, **overrides: Any):
         "Log to an experiment tracker",
         value=defaults["report_to"] != "none",
         key=f"{prefix}_track",
-        help=_help("report_to", TrainingConfig.FIELD_HELP["report_to"]),
+        help=setting_help("report_to", TrainingConfig.FIELD_HELP["report_to"]),
     )
     values["report_to"] = "none"
     if track:
@@ -124,7 +121,7 @@ def _field_widget(col, prefix: str, name: str, default: Any, values: dict, choic
     """One config field's widget; optional numbers start empty (None) when their default is."""
     from training.config import DEFAULT_LEARNING_RATES, OPTIONAL_FIELDS, TrainingConfig
 
-    key, help_ = f"{prefix}_{name}", _help(name, TrainingConfig.FIELD_HELP[name])
+    key, help_ = f"{prefix}_{name}", setting_help(name, TrainingConfig.FIELD_HELP[name])
     label = field_label(name)
     if name == "technique":
         options = ["head", "full", "lora"]

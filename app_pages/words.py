@@ -43,6 +43,11 @@ COLUMN_WORDS = {
 }
 
 
+def setting_help(name: str, text: str) -> str:
+    """A setting's help text, ending with the setting's own name (CLI flags, run records)."""
+    return f"{text}\n\nSetting: `{name}`."
+
+
 def column_words(columns: Iterable[Any], **overrides: Any) -> dict[str, Any]:
     """A ``column_config`` naming every known column in plain words, its code name in the help.
 

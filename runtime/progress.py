@@ -144,8 +144,10 @@ def stoppable(
     return outcome["value"]
 
 
-def describe(info: dict[str, Any] | None) -> str:
+def describe(info: dict[str, Any] | None, *, scope: str = "") -> str:
     """One line for a progress event: counts, rate and time left, as far as known.
+
+    ``scope`` follows "left" (" in this stage" where a whole job's time left is said too).
 
     Examples
     --------
@@ -164,5 +166,5 @@ def describe(info: dict[str, Any] | None) -> str:
     if info.get("rate"):
         parts.append(f"{info['rate']:,.0f} {unit or 'steps'}/s")
     if info.get("eta_seconds") is not None:
-        parts.append(f"about {duration(info['eta_seconds'])} left")
+        parts.append(f"about {duration(info['eta_seconds'])} left{scope}")
     return " · ".join(parts)
