@@ -202,6 +202,10 @@ class JobRecord:
         Whether someone asked it to stop.
     created_at, started_at, finished_at
         When it was queued, started and ended (UTC, ISO 8601).
+    worker, heartbeat_at, attempts
+        The worker that claimed it (``"host:pid"``, None when the app launched it or before a
+        claim), when that worker last said it is alive (UTC, ISO 8601), and how many times it
+        was claimed (a job whose worker stopped heartbeating is re-queued once).
     """
 
     VERSION: ClassVar[int] = 1
@@ -218,6 +222,9 @@ class JobRecord:
     created_at: str | None = None
     started_at: str | None = None
     finished_at: str | None = None
+    worker: str | None = None
+    heartbeat_at: str | None = None
+    attempts: int = 0
 
     @property
     def active(self) -> bool:
@@ -237,6 +244,7 @@ class JobRecord:
         for name in ("params", "progress", "result"):
             values[name] = _json(values.get(name), {})
         values["cancel_requested"] = bool(values.get("cancel_requested"))
+        values["attempts"] = int(values.get("attempts") or 0)
         return cls(**_known(cls, values))
 
 

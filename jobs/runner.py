@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -64,39 +65,55 @@ def child_command(folder: str | Path, job_id: int, *, gpus: int = 1) -> list[str
     return [sys.executable, *launcher, *fixed, *job]
 
 
-def gpus_for(kind: str, params: dict[str, Any]) -> int:
+def gpus_for(kind: str, params: dict[str, Any], *, available: int | None = None) -> int:
     """How many GPUs a job's child should use: all visible ones for training on ``auto``/``cuda``.
 
-    Analysis jobs and CPU training stay single-process; torch is imported only for training.
+    Analysis jobs and CPU training stay single-process; torch is imported only for training,
+    and not at all when ``available`` says how many GPUs there are (a worker's ``--gpus``).
     """
     if not job_kind(kind).trains:
         return 1
     device = str((params.get("config") or {}).get("device", "auto")).strip().lower()
     if device not in ("auto", "cuda"):
         return 1
+    if available is not None:
+        return max(1, int(available))
     import torch
 
     return max(1, torch.cuda.device_count()) if torch.cuda.is_available() else 1
 
 
-def launch(ws: Workspace, kind: str, params: dict[str, Any]) -> int:
-    """Record a job and start its child process; returns the job id at once.
+def queue_only(root: str | Path | None = None) -> bool:
+    """Whether :func:`launch` only queues jobs for workers (``python cli.py worker``): with
+    ``SECOND_LOOK_JOBS=queue``, or in team mode (for the workspaces under ``root``)."""
+    from data.store.accounts import team_mode
 
-    Training on a machine with several GPUs starts one process per GPU (see the module
-    docstring); everything else starts one process.
-    """
-    job_id = ws.create_job(kind, params)
-    log_path = ws.folder / "jobs" / f"job-{job_id:04d}.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
+    if os.environ.get("SECOND_LOOK_JOBS", "").strip().lower() == "queue":
+        return True
+    return team_mode(root)
+
+
+def job_log(ws: Workspace, job_id: int) -> Path:
+    """Where a job's child writes its output: ``WORKSPACE/jobs/job-NNNN.log``."""
+    path = ws.folder / "jobs" / f"job-{int(job_id):04d}.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def start_child(
+    ws: Workspace, job_id: int, *, gpus: int = 1, env: dict[str, str] | None = None
+) -> subprocess.Popen:
+    """Start a job's child process (its own session, so killable as a group), logging to
+    :func:`job_log`, and record its pid on the job."""
     env = {
-        **os.environ,
+        **(os.environ if env is None else env),
         "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1"),
         "TOKENIZERS_PARALLELISM": "false",
         "PYTHONUNBUFFERED": "1",
     }
-    with open(log_path, "ab") as log:
+    with open(job_log(ws, job_id), "ab") as log:
         proc = subprocess.Popen(
-            child_command(ws.folder, job_id, gpus=gpus_for(kind, params)),
+            child_command(ws.folder, job_id, gpus=gpus),
             cwd=ROOT,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -105,6 +122,21 @@ def launch(ws: Workspace, kind: str, params: dict[str, Any]) -> int:
             start_new_session=True,  # survives the Streamlit session; killable as a group
         )
     ws.update_job(job_id, pid=proc.pid)
+    return proc
+
+
+def launch(ws: Workspace, kind: str, params: dict[str, Any]) -> int:
+    """Record a job and start its child process; returns the job id at once.
+
+    Training on a machine with several GPUs starts one process per GPU (see the module
+    docstring); everything else starts one process. In team mode (or with
+    ``SECOND_LOOK_JOBS=queue``) the job is only queued: a worker (``python cli.py worker``,
+    :mod:`jobs.worker`) claims and runs it.
+    """
+    job_id = ws.create_job(kind, params)
+    if queue_only(ws.folder.parent):
+        return job_id
+    proc = start_child(ws, job_id, gpus=gpus_for(kind, params))
     # Wait for the child in a thread: a child that finishes normally is no longer "active",
     # so reap() never looks at it, and unwaited it would stay a <defunct> zombie for as long
     # as the app runs.
@@ -125,12 +157,22 @@ def cancel(ws: Workspace, job_id: int, *, grace_seconds: float = 10.0) -> None:
     if job.status == "queued" and not _alive(job.pid):
         ws.update_job(job_id, status="cancelled")
         return
+    # A worker's job on another machine: its pid means nothing here; the worker sees the flag
+    # and stops the child itself (killing it after its own grace period).
+    remote = job.worker is not None and not is_local_worker(job.worker)
     deadline = time.monotonic() + grace_seconds
     while time.monotonic() < deadline:
-        if not ws.job(job_id).active or not _alive(job.pid):
+        job = ws.job(job_id)
+        if not job.active:
             break
+        # A worker that has claimed the job but not started its child yet has no pid: wait.
+        if not remote and not (job.worker is not None and job.pid is None):
+            if not _alive(job.pid):
+                break
         time.sleep(0.1)
     job = ws.job(job_id)
+    if remote:
+        return
     if job.active:
         _stop_group(job.pid)
         ws.update_job(job_id, status="cancelled", error="killed after the cancel grace period")
@@ -165,9 +207,21 @@ def _stop_group(pid: int | None, *, term_seconds: float = 5.0) -> None:
             return
 
 
-def reap(ws: Workspace) -> None:
-    """Mark jobs whose process died without a word (killed, machine restarted) as failed."""
+def is_local_worker(worker: str) -> bool:
+    """Whether a worker name ("host:pid") is of this machine."""
+    return worker.rsplit(":", 1)[0] == socket.gethostname()
+
+
+def reap(ws: Workspace, *, stale_seconds: float = 45.0) -> None:
+    """Mark jobs whose process died without a word (killed, machine restarted) as failed.
+
+    A job a worker claimed may run on another machine, so its pid says nothing here: it is
+    re-queued or failed when its worker stops heartbeating (``Workspace.requeue_or_fail_stale``).
+    """
+    ws.requeue_or_fail_stale(stale_seconds)
     for job in ws.jobs(active=True):
+        if job.worker is not None:
+            continue
         if job.pid is not None and not _alive(job.pid):
             # Re-read: the child may have finished between the two reads.
             if ws.job(job.id).active:

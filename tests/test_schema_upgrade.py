@@ -49,8 +49,20 @@ def _raw(db_path, sql: str) -> list[tuple]:
         conn.close()
 
 
+def downgrade_to_5(db_path) -> None:
+    """The database as version 5 left it: jobs without worker, heartbeat_at and attempts."""
+    conn = sqlite3.connect(db_path, isolation_level=None)
+    try:
+        for column in ("worker", "heartbeat_at", "attempts"):
+            conn.execute(f"ALTER TABLE jobs DROP COLUMN {column}")
+        conn.execute("UPDATE meta SET value = '5' WHERE key = 'schema_version'")
+    finally:
+        conn.close()
+
+
 def downgrade_to_4(db_path) -> None:
     """The database as version 4 left it: no given_text, no text columns in the event log."""
+    downgrade_to_5(db_path)
     conn = sqlite3.connect(db_path, isolation_level=None)
     try:
         conn.execute("ALTER TABLE samples DROP COLUMN given_text")
@@ -152,7 +164,7 @@ def test_a_version_3_workspace_opens_with_everything_under_the_new_names(version
     folder, want = version_3
     ws = Workspace(folder)
     try:
-        assert ws.info()["schema_version"] == SCHEMA_VERSION == 5
+        assert ws.info()["schema_version"] == SCHEMA_VERSION == 6
         _assert_same(_snapshot(ws, tmp_path / "after"), want)
         stage = json.loads(_raw(ws.db_path, "SELECT progress FROM jobs")[0][0])
         assert stage == {"stage": "neighbors", "done": 3, "total": 9, "unit": "blocks"}
@@ -228,3 +240,36 @@ def test_a_version_3_backup_restores_into_the_new_schema(version_3, tmp_path):
         assert (got["results"][aid]["analyzed_label"] == frame["analyzed_label"]).all()
         assert (got["results"][aid]["analyzed_prob"] == frame["analyzed_prob"]).all()
     assert got["analyses"] == want["analyses"]
+
+
+def test_a_version_5_workspace_opens_as_version_6_with_its_jobs_claimable(version_3, tmp_path):
+    folder, want = version_3
+    Workspace(folder).close()  # up to the current version, then back to version 5
+    downgrade_to_5(folder / "store.sqlite")
+    conn = sqlite3.connect(folder / "store.sqlite")
+    try:
+        assert not {"worker", "heartbeat_at", "attempts"} & set(_columns(conn, "jobs"))
+        queued = conn.execute(
+            "INSERT INTO jobs (kind, status, params, created_at) VALUES ('analyze', 'queued',"
+            " '{}', '2024-01-01T00:00:00.000+00:00')"
+        ).lastrowid
+        conn.commit()
+    finally:
+        conn.close()
+    ws = Workspace(folder)
+    try:
+        assert ws.info()["schema_version"] == SCHEMA_VERSION == 6
+        _assert_same(_snapshot(ws, tmp_path / "after"), want)
+        old = ws.job(1)
+        assert (old.status, old.worker, old.heartbeat_at, old.attempts) == ("failed", None, None, 0)
+        claimed = ws.claim_job("host:1")
+        assert claimed.id == queued and claimed.worker == "host:1" and claimed.attempts == 1
+        assert claimed.status == "running" and claimed.heartbeat_at is not None
+    finally:
+        ws.close()
+    conn = sqlite3.connect(folder / "store.sqlite", isolation_level=None)
+    try:
+        assert {"worker", "heartbeat_at", "attempts"} <= set(_columns(conn, "jobs"))
+        assert upgrade_schema(conn) is False  # idempotent: nothing left to do
+    finally:
+        conn.close()

@@ -18,11 +18,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from data.home import workspaces_root
+
 DB_NAME = "store.sqlite"
 # 3: other issue types and the neighbor graph; 4: the one vocabulary (given_label,
 # analyzed_label, analyzed_prob); 5: text repair events (given_text, the current text derived
-# from the log). Older workspaces are upgraded in place on open.
-SCHEMA_VERSION = 5
+# from the log); 6: workers claiming jobs (jobs.worker, jobs.heartbeat_at, jobs.attempts).
+# Older workspaces are upgraded in place on open.
+SCHEMA_VERSION = 6
 
 # Label-setting actions: keep the label, take the model's suggestion, choose another, or settle
 # a conflict between reviewers. "undo" must stay last (apply_actions refuses it).
@@ -104,11 +107,6 @@ _KNOWN_DAMAGE: dict[str, str] = {}
 def now() -> str:
     """UTC time as ISO 8601 with milliseconds (sortable as text)."""
     return datetime.now(UTC).isoformat(timespec="milliseconds")
-
-
-def workspaces_root() -> Path:
-    """Where workspaces live: ``$SECOND_LOOK_HOME`` or ``./workspaces``."""
-    return Path(os.environ.get("SECOND_LOOK_HOME", "workspaces")).expanduser().resolve()
 
 
 _SLUG_BYTES = 64  # well under the 255-byte file-name limit, with room for a suffix
@@ -334,7 +332,7 @@ def chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
 
 
 # Schema versions an open upgrades in place (in one transaction; labels and history untouched).
-UPGRADABLE_VERSIONS = (2, 3, 4)
+UPGRADABLE_VERSIONS = (2, 3, 4, 5)
 
 
 def upgrade_schema(conn: sqlite3.Connection) -> bool:
@@ -347,6 +345,7 @@ def upgrade_schema(conn: sqlite3.Connection) -> bool:
     ``analyzed_prob``) and the stored progress stage ``"neighbours"`` to ``"neighbors"``.
     Version 5 added ``samples.given_text`` (filled from ``text``: nothing was repaired before)
     and ``label_events.old_text``, ``new_text`` (NULL: the old events leave the text alone).
+    Version 6 added ``jobs.worker``, ``heartbeat_at`` (NULL) and ``attempts`` (0).
     Every step checks what is there first, so a second run (another process opening the same
     workspace at once, a restore of an old backup) changes nothing. The caller's connection
     must be in autocommit mode (``isolation_level=None``), as the store's are.
@@ -358,6 +357,7 @@ def upgrade_schema(conn: sqlite3.Connection) -> bool:
         V4_RENAMED_COLUMNS,
         V5_EVENT_COLUMNS,
         V5_SAMPLE_COLUMNS,
+        V6_JOB_COLUMNS,
     )
 
     conn.execute("BEGIN IMMEDIATE")
@@ -377,6 +377,7 @@ def upgrade_schema(conn: sqlite3.Connection) -> bool:
             ("analysis_results", V3_RESULT_COLUMNS),
             ("samples", V5_SAMPLE_COLUMNS),
             ("label_events", V5_EVENT_COLUMNS),
+            ("jobs", V6_JOB_COLUMNS),
         ):
             have = columns(table)
             for name, kind in added:

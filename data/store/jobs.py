@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,139 @@ class JobsMixin:
     def cancel_requested(self, job_id: int) -> bool:
         rows = self._read("SELECT cancel_requested FROM jobs WHERE id = ?", (job_id,))
         return bool(rows and rows[0][0])
+
+    # -- workers (jobs/worker.py) -------------------------------------------------------------
+    # Plain SQL with ``?`` placeholders and times compared as ISO 8601 text (what ``now()``
+    # writes), so that the same statements serve a PostgreSQL store.
+    def claim_job(self, worker: str) -> JobRecord | None:
+        """Take the oldest queued job nobody asked to cancel, for ``worker`` ("host:pid"), in one
+        immediate transaction: it becomes ``running`` with this worker, a first heartbeat, a
+        start time and one more attempt. None when nothing is queued.
+
+        The UPDATE repeats ``status = 'queued'``, so two workers can never both take a job,
+        also where the SELECT is not serialised with it (PostgreSQL under READ COMMITTED).
+        """
+        worker = str(worker).strip()
+        if not worker:
+            raise ValueError("A worker name is needed (host:pid).")
+
+        def claim(c) -> int | None:
+            while True:
+                row = c.execute(
+                    "SELECT id FROM jobs WHERE status = 'queued' AND cancel_requested = 0"
+                    " ORDER BY id LIMIT 1"
+                ).fetchone()
+                if row is None:
+                    return None
+                stamp = now()
+                taken = c.execute(
+                    "UPDATE jobs SET status = 'running', worker = ?, heartbeat_at = ?,"
+                    " started_at = ?, attempts = attempts + 1, pid = NULL"
+                    " WHERE id = ? AND status = 'queued' AND cancel_requested = 0",
+                    (worker, stamp, stamp, int(row[0])),
+                ).rowcount
+                if taken == 1:
+                    return int(row[0])
+
+        job_id = self._write(claim)
+        return None if job_id is None else self.job(job_id)
+
+    def heartbeat(self, job_id: int, worker: str) -> bool:
+        """Say that ``worker`` is still running the job; False when the job is no longer this
+        worker's or no longer running (re-queued, failed, cancelled): the worker then stops it."""
+        sql = "UPDATE jobs SET heartbeat_at = ? WHERE id = ? AND worker = ? AND status = ?"
+        values = (now(), int(job_id), str(worker), "running")
+        return self._write(lambda c: c.execute(sql, values).rowcount) == 1
+
+    def release_job(self, job_id: int, worker: str, *, note: str) -> bool:
+        """Give a claimed job back to the queue (its worker is shutting down): queued again,
+        without worker, pid or progress (the progress carries ``note``), and the claim not
+        counted as an attempt; its runs still marked running become ``cancelled``. False when
+        the job is no longer this worker's running job (it finished meanwhile)."""
+
+        def release(c) -> bool:
+            done = c.execute(
+                "UPDATE jobs SET status = 'queued', worker = NULL, heartbeat_at = NULL,"
+                " pid = NULL, started_at = NULL, progress = ?,"
+                " attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END"
+                " WHERE id = ? AND worker = ? AND status = 'running'",
+                (to_json({"stage": "re-queued", "note": note}), int(job_id), str(worker)),
+            ).rowcount
+            if done:
+                c.execute(
+                    "UPDATE runs SET status = 'cancelled', finished_at = ?"
+                    " WHERE job_id = ? AND status = 'running'",
+                    (now(), int(job_id)),
+                )
+            return done == 1
+
+        return self._write(release)
+
+    def stale_jobs(self, max_age_seconds: float) -> list[JobRecord]:
+        """Running jobs claimed by a worker that has not heartbeated for ``max_age_seconds``."""
+        cutoff = (datetime.now(UTC) - timedelta(seconds=float(max_age_seconds))).isoformat(
+            timespec="milliseconds"
+        )
+        rows = self._read(
+            "SELECT * FROM jobs WHERE status = 'running' AND worker IS NOT NULL"
+            " AND (heartbeat_at IS NULL OR heartbeat_at < ?) ORDER BY id",
+            (cutoff,),
+        )
+        return [JobRecord.from_dict(dict(r)) for r in rows]
+
+    def requeue_or_fail_stale(
+        self, max_age_seconds: float = 45.0, max_attempts: int = 2
+    ) -> list[int]:
+        """Re-queue each job whose worker stopped heartbeating (:meth:`stale_jobs`) while it has
+        had fewer than ``max_attempts`` claims, else mark it failed; returns their ids.
+
+        A re-queued job loses its worker, pid and progress (the progress says why it waits
+        again); its runs still marked running are marked failed, as are a failed job's. Reads
+        first and writes only when something is stale, so the app can call it on every poll.
+        """
+        stale = self.stale_jobs(max_age_seconds)
+        if not stale:
+            return []
+
+        def settle(c) -> list[int]:
+            changed = []
+            stamp = now()
+            for job in stale:
+                seen = f"worker {job.worker} last seen at {job.heartbeat_at or 'never'}"
+                guard = " WHERE id = ? AND status = 'running' AND worker = ? AND attempts = ?"
+                if job.heartbeat_at is None:
+                    guard += " AND heartbeat_at IS NULL"
+                    keys = (job.id, job.worker, job.attempts)
+                else:
+                    guard += " AND heartbeat_at = ?"
+                    keys = (job.id, job.worker, job.attempts, job.heartbeat_at)
+                if job.attempts < max_attempts:
+                    note = f"re-queued: {seen} stopped heartbeating"
+                    done = c.execute(
+                        "UPDATE jobs SET status = 'queued', worker = NULL, heartbeat_at = NULL,"
+                        " pid = NULL, started_at = NULL, progress = ?" + guard,
+                        (to_json({"stage": "re-queued", "note": note}), *keys),
+                    ).rowcount
+                else:
+                    again = job.attempts - 1
+                    tries = {0: "not re-queued", 1: "re-queued once already"}.get(
+                        again, f"re-queued {again} times already"
+                    )
+                    error = f"The job's {seen} and stopped heartbeating; {tries}."
+                    done = c.execute(
+                        "UPDATE jobs SET status = 'failed', finished_at = ?, error = ?" + guard,
+                        (stamp, error, *keys),
+                    ).rowcount
+                if done:
+                    c.execute(
+                        "UPDATE runs SET status = 'failed', finished_at = ?"
+                        " WHERE job_id = ? AND status = 'running'",
+                        (stamp, job.id),
+                    )
+                    changed.append(job.id)
+            return changed
+
+        return self._write(settle)
 
     def job(self, job_id: int) -> JobRecord:
         rows = self._read("SELECT * FROM jobs WHERE id = ?", (int(job_id),))

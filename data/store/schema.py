@@ -1,6 +1,6 @@
 """The database schema (one version; `Workspace.create` writes it), and what opening an
 older workspace changes (:data:`V3_SAMPLE_COLUMNS`.., :data:`V4_RENAMED_COLUMNS`,
-:data:`V5_SAMPLE_COLUMNS`, :data:`V5_EVENT_COLUMNS`)."""
+:data:`V5_SAMPLE_COLUMNS`, :data:`V5_EVENT_COLUMNS`, :data:`V6_JOB_COLUMNS`)."""
 
 # Added in schema version 3 (issue types beyond label errors, the neighbour graph); kept apart
 # so that opening a version-2 workspace can add exactly these.
@@ -50,6 +50,15 @@ V4_RENAMED_COLUMNS = (
 # fills ``given_text`` from ``text``: nothing was repaired before version 5).
 V5_SAMPLE_COLUMNS = (("given_text", "TEXT NOT NULL DEFAULT ''"),)
 V5_EVENT_COLUMNS = (("old_text", "TEXT"), ("new_text", "TEXT"))
+
+# Schema version 6: workers claim queued jobs (jobs/worker.py). ``worker`` is who claimed a job
+# ("host:pid"), ``heartbeat_at`` when it last said it is alive (ISO 8601 UTC, as ``now()``),
+# ``attempts`` how many times it was claimed. Opening a version-5 workspace adds them.
+V6_JOB_COLUMNS = (
+    ("worker", "TEXT"),
+    ("heartbeat_at", "TEXT"),
+    ("attempts", "INTEGER NOT NULL DEFAULT 0"),
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -150,6 +159,7 @@ CREATE TABLE IF NOT EXISTS analysis_results (
     PRIMARY KEY (analysis_id, sample_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS results_quality ON analysis_results(analysis_id, label_quality);
+-- worker, heartbeat_at, attempts (the last columns): schema version 6, V6_JOB_COLUMNS
 CREATE TABLE IF NOT EXISTS jobs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     kind TEXT NOT NULL,
@@ -162,7 +172,10 @@ CREATE TABLE IF NOT EXISTS jobs (
     cancel_requested INTEGER NOT NULL DEFAULT 0,
     progress TEXT,
     result TEXT,
-    error TEXT
+    error TEXT,
+    worker TEXT,
+    heartbeat_at TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
