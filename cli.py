@@ -14,6 +14,8 @@
     python cli.py restore WORKSPACE            # a damaged workspace: its backup + newer events
     python cli.py repair WORKSPACE [--kinds mojibake,html_entities] [--list] [--accept-all --reviewer R]
     python cli.py adapt WORKSPACE [--epochs 1 --max-steps N --output DIR]   # masked-LM on its texts
+    python cli.py users add NAME --role admin      # team mode: accounts (commands/team.py)
+    python cli.py members add WORKSPACE NAME [--role reviewer]
 
 DATA is a CSV, TSV, JSONL/JSON or Parquet file, or a folder saved by ``datasets.save_to_disk``.
 Progress goes to stderr; bad arguments print a clear message and exit with status 2.
@@ -767,7 +769,31 @@ def _add_serve_command(sub) -> None:
     s.set_defaults(func=cmd_serve)
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    """Claim and run queued jobs (team mode queues them) until stopped; jobs/worker.py."""
+    from jobs.worker import parse_gpus, run_worker
+
+    try:
+        gpus = parse_gpus(args.gpus)
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
+    if args.poll <= 0:
+        raise CliError(f"--poll must be more than 0 seconds (got {args.poll}).")
+    run_worker(root=args.home, gpus=gpus, once=args.once, poll_seconds=args.poll)
+    return 0
+
+
+def _add_worker_command(sub) -> None:
+    w = sub.add_parser("worker", help="claim and run queued background jobs of every workspace")
+    w.add_argument("--home", help="workspaces folder (default: $SECOND_LOOK_HOME or ./workspaces)")
+    w.add_argument("--gpus", help="GPUs the jobs may use, e.g. 0,1 (default: every visible one)")
+    w.add_argument("--once", action="store_true", help="run at most one job, then exit")
+    w.add_argument("--poll", type=float, default=2.0, help="seconds between looks at the queues")
+    w.set_defaults(func=cmd_worker)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from commands.team import add_team_commands
     from training.config import TrainingConfig
 
     parser = argparse.ArgumentParser(prog="cli.py", description=__doc__.split("\n\n")[0])
@@ -917,6 +943,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=cmd_review)
     _add_store_commands(sub)
     _add_serve_command(sub)
+    _add_worker_command(sub)
+    add_team_commands(sub)
     _add_adapt_command(sub)
     _add_repair_command(sub)
     return parser

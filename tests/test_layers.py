@@ -19,7 +19,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 LAYERS = ["data", "runtime", "training", "curation", "jobs", "faces"]
-FACES = {"app", "app_pages", "cli", "serving"}
+FACES = {"app", "app_pages", "cli", "commands", "serving"}
 OURS = {"data", "runtime", "training", "curation", "jobs", *FACES}
 
 
@@ -43,7 +43,7 @@ def our_imports(path: Path) -> list[tuple[int, str]]:
 
 def modules() -> list[Path]:
     paths = [ROOT / "app.py", ROOT / "cli.py"]
-    for package in ("data", "runtime", "training", "curation", "jobs", "app_pages", "serving"):
+    for package in ("data", "runtime", "training", "curation", "jobs", "app_pages", "commands", "serving"):
         paths += sorted((ROOT / package).rglob("*.py"))
     return paths
 

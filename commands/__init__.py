@@ -1,0 +1,1 @@
+"""Command groups of cli.py that live apart from it (cli.py registers them)."""
