@@ -19,6 +19,12 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # fetched from fonts.gstatic.com (the app must fetch nothing from outside).
 st.set_page_config(page_title="Second Look", page_icon="🔎", layout="wide")
 
+# Before anything is drawn: solo mode serves the loopback address only, team mode a signed-in
+# account (the sign-in form otherwise). Solo mode decides this without importing the store.
+from app_pages.access import gate, highest_role  # noqa: E402
+
+account = gate()
+
 # Sections follow the loop: get the labels right, then see what they buy a model, then share.
 pages = {
     "Label": [
@@ -41,6 +47,16 @@ pages = {
         st.Page("app_pages/export.py", title="Export", icon=":material/download:"),
     ],
 }
+if account is not None:  # team mode: list only the pages this account's roles may use
+    from data.store.accounts import allowed
+
+    best = highest_role()
+    needs = {"Train": "train", "Export": "export"}
+    pages = {
+        section: [p for p in entries if allowed(best, needs.get(p.title, "read"))]
+        for section, entries in pages.items()
+    }
+    pages = {section: entries for section, entries in pages.items() if entries}
 page = st.navigation(pages)
 
 

@@ -14,7 +14,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-import jobs
+from app_pages import access
 from app_pages.plain import plain
 from app_pages.progress import active_job, job_status_line, progress_fraction
 from app_pages.words import setting_help
@@ -171,14 +171,14 @@ def _job_panel(ws: Workspace, config: Any, model: str, blocked: bool) -> None:
             text=describe_progress(job.progress) or "loading the model…",
         )
         if st.button("Cancel adaptation", key="cancel_adapt"):
-            jobs.cancel(ws, job.id)
+            access.cancel(ws, job)
             st.rerun()
         return
     training = any(j.kind in ("train", "experiment") for j in ws.jobs(active=True))
     if training:
         st.caption("A training job is running; start the adaptation when it ends.")
     if st.button("Start adapting", disabled=blocked or training, key="start_adapt"):
-        jobs.launch(ws, ADAPT_KIND, {"config": config.to_dict(), "model": model})
+        access.launch(ws, ADAPT_KIND, {"config": config.to_dict(), "model": model})
         st.rerun()
     last = next(iter(ws.jobs(kind=ADAPT_KIND)), None)
     if last is not None and last.status == "failed":

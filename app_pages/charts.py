@@ -16,6 +16,7 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
+from app_pages import access
 from app_pages.adapt import adaptation_panel
 from app_pages.figures import METRIC_LABELS
 from app_pages.plain import plain
@@ -204,7 +205,11 @@ def launch_buttons() -> None:
         ):
             # The cost is on the button: these start tens of minutes of training on a CPU.
             seconds, said = experiment_estimate(config, experiment)
-            if st.button(f"{label} ({said})", key=f"run_{experiment}", disabled=seconds is None):
+            if st.button(
+                f"{label} ({said})",
+                key=f"run_{experiment}",
+                disabled=seconds is None or not access.can("train"),
+            ):
                 launch_training(ws, config, experiment, estimate_seconds=seconds)
                 st.rerun()
         st.caption(

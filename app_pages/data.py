@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-import jobs
+from app_pages import access
 from app_pages.plain import plain
 from app_pages.progress import progress_fraction
 from app_pages.workspace import WS_KEY, current_workspace, select_workspace
@@ -104,11 +104,13 @@ def import_and_analyze(result, *, name: str, analyze: bool, **mapping) -> Worksp
             DEFAULT_METHOD, len(prepared.frame), device=resolve_device("auto")
         )
         params = {"encoder": {}, "n_folds": 5, "seed": 0, "estimate_seconds": estimate}
-        jobs.launch(ws, "analyze", params)
+        access.launch(ws, "analyze", params)
     return ws
 
 
 def open_demo() -> None:
+    if not access.require("import"):  # in team mode, admins only (it selects a workspace)
+        return
     folder = workspaces_root() / slugify(demo.DEMO_NAME)
     try:
         ws = Workspace(folder)
@@ -176,6 +178,13 @@ def next_steps(ws, *, demo_workspace: bool) -> None:
 st.title("Data")
 ws = current_workspace()
 
+may_import = access.can("import")
+if ws is None and not may_import:
+    st.info(
+        "You are not a member of any workspace yet: ask an admin to add you "
+        "(`python cli.py members add WORKSPACE NAME`)."
+    )
+    st.stop()
 if ws is None:
     st.markdown(
         "**Second Look** finds likely label errors in a text-classification dataset and lets you "
@@ -234,6 +243,8 @@ if ws is not None:
     st.dataframe(ws.label_counts(), width="content")
     next_steps(ws, demo_workspace=info.get("name") == demo.DEMO_NAME)
 
+if not may_import:  # team mode: importing is an admin's
+    st.stop()
 st.divider()
 with st.expander("Import a dataset", expanded=ws is None):
     st.caption("CSV, TSV, JSONL/JSON, Parquet, or a folder saved by `datasets.save_to_disk`.")
@@ -311,7 +322,7 @@ with st.expander("Import a dataset", expanded=ws is None):
         )
         if analyze:
             analyze = confirm_long_analysis(len(frame))
-        if st.button("Import", type="primary", key="do_import"):
+        if st.button("Import", type="primary", key="do_import") and access.require("import"):
             try:
                 import_and_analyze(
                     result,

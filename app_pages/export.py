@@ -6,6 +6,7 @@ import shlex
 
 import streamlit as st
 
+from app_pages import access
 from app_pages.plain import plain
 from app_pages.workspace import require_workspace
 from data.export import (
@@ -26,6 +27,7 @@ from training.reporting import model_choices
 
 st.title("Export")
 ws = require_workspace()
+access.require_page("export")  # team mode: curators and admins (not listed for others)
 counts = ws.counts()
 st.markdown(
     f"**{counts['n']:,} rows** · {counts['changed']:,} labels changed · "

@@ -6,7 +6,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-import jobs
+from app_pages import access
 from app_pages.adapt import adapted_choice
 from app_pages.plain import plain, plain_chart
 from app_pages.planning import calibration_offer
@@ -93,16 +93,19 @@ def analysis_panel() -> None:
         # Counts, rows/s and time left of the current stage, from its first batch on.
         st.progress(frac or 0.0, text=staged_progress(job) or "starting…")
         if st.button("Cancel analysis", key="cancel_analysis"):
-            jobs.cancel(ws, job.id)
+            access.cancel(ws, job)
             st.rerun()
         return
     latest = ws.latest_analysis()
     stale = latest is not None and latest.label_version < ws.label_version()
     label = "Re-analyse with current labels" if latest else "Run analysis"
     if st.button(
-        label, type="primary" if (stale or not latest) else "secondary", key="run_analysis"
+        label,
+        type="primary" if (stale or not latest) else "secondary",
+        key="run_analysis",
+        disabled=not access.can("analyze"),
     ):
-        jobs.launch(
+        access.launch(
             ws,
             "analyze",
             {

@@ -13,7 +13,7 @@ from typing import Any
 
 import streamlit as st
 
-import jobs
+from app_pages import access
 from app_pages.plain import plain
 from app_pages.workspace import open_workspace
 from runtime.encoder import EncoderSettings, embed_rate
@@ -164,7 +164,7 @@ def calibration_offer(
         "measured here: a real run measures it, or measure it now on this workspace's texts."
     )
     if right.button(f"Measure (about {duration(seconds)})", key=f"calibrate_{key}"):
-        jobs.launch(
+        access.launch(
             ws, "calibrate", {"config": config.to_dict(), "encoder": dict(settings.__dict__)}
         )
         st.rerun(scope="app")

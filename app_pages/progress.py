@@ -9,6 +9,7 @@ from typing import Any
 import streamlit as st
 
 import jobs
+from app_pages import access
 from app_pages.plain import plain
 from app_pages.workspace import WS_KEY, open_workspace
 from data.records import JobRecord, RunRecord
@@ -20,6 +21,11 @@ from runtime.progress import describe
 def job_status_line(job: JobRecord) -> str:
     progress = job.progress
     parts = [f"Job {job.id} ({job.kind}): **{job.status}**"]
+    if job.status == "queued" and job.pid is None and access.team():
+        # Team mode: pages only queue; a worker process runs the job.
+        parts.append("waiting for a worker (`python cli.py worker`)")
+    elif job.worker:
+        parts.append(f"on worker {plain(job.worker)}")
     # Stages and run names may quote data (a model path, a run's name): shown as plain text.
     if progress.get("stage"):
         parts.append(plain(progress["stage"]))
@@ -88,7 +94,7 @@ def job_progress(ws: Workspace, job: JobRecord, *, key: str) -> RunRecord | None
         parts.append(left)
     st.progress(overall, text=" · ".join(parts))
     if st.button("Cancel", key=f"cancel_{key}"):
-        jobs.cancel(ws, job.id)
+        access.cancel(ws, job)
         st.rerun()
     return run
 

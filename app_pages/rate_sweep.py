@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from app_pages import access
 from app_pages.figures import METRIC_LABELS, rate_sweep_figure
 from app_pages.plain import plain
 from app_pages.planning import plan_seconds, summarise
@@ -85,7 +86,9 @@ def launch_form(ws: Any, *, blocked: bool) -> None:
         "is replaced by each rate of the sweep."
     )
     if st.button(
-        "Run the learning-rate sweep", key="run_learning_rate", disabled=blocked or bool(error)
+        "Run the learning-rate sweep",
+        key="run_learning_rate",
+        disabled=blocked or bool(error) or not access.can("train"),
     ):
         seconds = plan_seconds(summarise(ws, EXPERIMENT, config, options), config)
         launch_training(ws, config, EXPERIMENT, options, estimate_seconds=seconds)

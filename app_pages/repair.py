@@ -13,6 +13,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from app_pages import access
 from app_pages.plain import plain
 from app_pages.workspace import require_workspace, reviewer
 from curation.repair import DEFAULT_KINDS, KIND_HELP, KINDS, kind_counts, pieces, propose_repairs
@@ -75,6 +76,8 @@ def highlighted(text: str, spans: list[tuple[int, int]], colour: str) -> str:
 
 def accept(items: list[tuple[int, str, str]], note: str) -> None:
     """Button callback: accept ``(sample_id, original, proposed)`` repairs as one batch."""
+    if not access.require("bulk" if len(items) > 1 else "review"):
+        return
     who = reviewer()
     if not who:
         st.session_state["rp_toast"] = "Enter your reviewer name in the sidebar first."
@@ -93,6 +96,8 @@ def accept(items: list[tuple[int, str, str]], note: str) -> None:
 
 
 def undo() -> None:
+    if not access.require("review"):
+        return
     who = reviewer()
     if not who:
         st.session_state["rp_toast"] = "Enter your reviewer name in the sidebar first."
@@ -130,7 +135,10 @@ if not kinds:
     st.stop()
 
 found = proposals(str(ws.folder), ws.label_version(), tuple(kinds))
-who = reviewer()
+may_review, may_bulk = access.can("review"), access.can("bulk")
+who = reviewer() if may_review else ""
+if not may_review:
+    st.info(access.refusal("review"), icon=":material/visibility:")
 with st.container(horizontal=True):
     shown_kind = st.selectbox("Show", [ANY, *kinds], format_func=title, key="rp_kind", width=220)
     only_fixed = st.checkbox(
@@ -166,11 +174,11 @@ st.button(
     f"Accept all {len(shown):,} matching (every page)",
     key="rp_accept_all",
     type="primary",
-    disabled=not who,
+    disabled=not who or not may_bulk,
     on_click=accept,
     args=(items, f"{len(shown):,} repairs accepted"),
 )
-if not who:
+if may_review and not who:
     st.caption("Enter your reviewer name in the sidebar to accept repairs.")
 
 pages = max(1, -(-len(shown) // PAGE_SIZE))

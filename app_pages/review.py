@@ -18,6 +18,7 @@ from typing import Any
 
 import streamlit as st
 
+from app_pages import access
 from app_pages.keys import review_keys
 from app_pages.plain import plain
 from app_pages.workspace import require_workspace, reviewer
@@ -249,6 +250,8 @@ def current_item() -> tuple[Any, int, int]:
 
 def act(action: str, label_index: int | None = None) -> None:
     """Button callback: commit one action on the current sample, then move on."""
+    if not access.require("review"):  # checked again here: a disabled button is not a permission
+        return
     who = reviewer()
     stack = st.session_state.setdefault("rv_stack", [])
     if action == "undo":
@@ -507,6 +510,8 @@ def on_key(key: str) -> None:
         move(-1)
     elif key == "ArrowRight":
         move(1)
+    elif not access.can("review"):
+        st.session_state["rv_toast"] = access.refusal("review")
     elif not reviewer():
         st.session_state["rv_toast"] = "Enter your reviewer name in the sidebar to label."
     elif key == "a":
@@ -557,12 +562,15 @@ def review_card() -> None:
         labels_line(item)
         info = item_explanation(item)
         explain(item, info)
-        if not who:
+        may_review = access.can("review")
+        if not may_review:
+            st.info(access.refusal("review"), icon=":material/visibility:")
+        elif not who:
             st.warning(
                 "Enter your **reviewer name** in the sidebar to label: every change is "
                 "logged with it."
             )
-        action_buttons(item, pos, total, disabled=not who)
+        action_buttons(item, pos, total, disabled=not who or not may_review)
         nearest_texts(item, info)
     # Below the card: counting the whole workspace is the slowest read of a card action, and
     # Streamlit draws elements in order, so the card comes first.
@@ -630,6 +638,8 @@ BULK_ACTIONS = {
 def bulk_panel() -> None:
     """Select by the filters above (plus a probability floor), preview, then apply as one
     action that a single undo reverts."""
+    if not access.can("bulk"):  # curators and admins only
+        return
     # Its preview and plan are queries of their own: only an open panel runs them, not every
     # card action (on_change="rerun" makes the open state known to the script).
     with st.expander(
@@ -682,7 +692,7 @@ def bulk_panel() -> None:
             key="bulk_apply",
             type="primary",
             disabled=not who or not (changing if changing is not None else total),
-        ):
+        ) and access.require("bulk"):
             events = ws.bulk_apply(action=action, new_label=label, reviewer=who, **filters)
             st.session_state["rv_toast"] = (
                 f"Saved: {plain(choice)} on {len(events):,} rows. One Undo (U) reverts them all."

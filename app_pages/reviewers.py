@@ -7,6 +7,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from app_pages import access
 from app_pages.plain import plain, plain_chart
 from app_pages.words import blank_empty
 from app_pages.workspace import open_workspace, require_workspace, reviewer
@@ -75,6 +76,8 @@ share = float(info.get("overlap_share") or 0)
 
 
 def apply_overlap() -> None:
+    if not access.require("bulk"):
+        return
     new_share = st.session_state["overlap_share"] / 100
     n = ws.set_overlap(new_share)
     st.session_state["rvw_toast"] = f"Double review: {n:,} samples."
@@ -91,7 +94,7 @@ with st.container(horizontal=True, vertical_alignment="bottom"):
         width=360,
         help="A fixed random share of the samples; their two labels measure agreement.",
     )
-    st.button("Apply", key="apply_overlap", on_click=apply_overlap)
+    st.button("Apply", key="apply_overlap", on_click=apply_overlap, disabled=not access.can("bulk"))
 
 if share == 0:
     st.caption("No double review: each sample is shown to one reviewer.")
@@ -157,6 +160,8 @@ st.caption(
 
 
 def resolve(sample_id: int, label: str) -> None:
+    if not access.require("bulk"):  # settling reviewers' disagreements is a curator's call
+        return
     ws.relabel(sample_id, label, reviewer=reviewer(), action="resolve")
     st.session_state["rvw_toast"] = f"Resolved as {plain(label)}."
 
@@ -194,7 +199,7 @@ def card(row: pd.Series, who: str) -> None:
 if not open_ids and not settled:
     st.success("No disagreements between reviewers.")
 else:
-    who = reviewer()
+    who = reviewer() if access.can("bulk") else ""
     show = st.radio("Show", [OPEN, ALL], key="adj_show", horizontal=True)
     items = open_ids + (settled if show == ALL else [])
     if len(items) > PAGE_SIZE:

@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from app_pages import access
 from app_pages.adapt import adapt_section
 from app_pages.figures import METRIC_LABELS, loss_figure, metrics_row, run_title
 from app_pages.plain import plain
@@ -117,6 +118,7 @@ def has_confidence_column(folder: str) -> bool:
 
 st.title("Train")
 ws = require_workspace()
+access.require_page("train")  # team mode: curators and admins (the page is not listed for others)
 counts = ws.counts()
 all_runs = ws.runs()
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import streamlit as st
 
-import jobs
+from app_pages import access
 from app_pages.adapt import adapted_choice
 from app_pages.words import setting_help
 from app_pages.workspace import WS_KEY
@@ -209,9 +209,9 @@ def launch_training(
     """
     timing = {} if estimate_seconds is None else {"estimate_seconds": round(estimate_seconds, 1)}
     if experiment == "single":
-        return jobs.launch(ws, "train", {"config": config.to_dict(), **timing})
+        return access.launch(ws, "train", {"config": config.to_dict(), **timing})
     params = {"config": config.to_dict(), "experiment": experiment, "options": options or {}}
-    return jobs.launch(ws, "experiment", {**params, **timing})
+    return access.launch(ws, "experiment", {**params, **timing})
 
 
 def _in_page_words(message: str) -> str:

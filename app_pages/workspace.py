@@ -11,6 +11,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from app_pages import access
 from app_pages.plain import plain
 from data.preferences import load_preferences, save_preference
 from data.store import (
@@ -50,10 +51,20 @@ def current_workspace() -> Workspace | None:
     return _current()[0]
 
 
+def visible_workspaces() -> list[Path]:
+    """The workspaces this visitor may open (all in solo mode; their own in team mode)."""
+    return access.visible(list_workspaces())
+
+
 def _current() -> tuple[Workspace | None, DamagedWorkspace | None]:
     path = st.session_state.get(WS_KEY)
+    if path is not None and access.account_name() is not None:
+        # Team mode: membership is asked on every run, so a removed member loses it at once.
+        if Path(path) not in visible_workspaces():
+            st.session_state.pop(WS_KEY, None)
+            path = None
     if path is None:
-        found = list_workspaces()
+        found = visible_workspaces()
         if not found:
             return None, None
         path = str(found[0])
@@ -77,7 +88,12 @@ def require_workspace() -> Workspace:
     and a stop."""
     ws, damaged = _current()
     if ws is None:
-        if damaged is None:
+        if damaged is None and access.account_name() is not None and not access.can("import"):
+            st.info(
+                "You are not a member of any workspace yet: ask an admin to add you "
+                "(`python cli.py members add WORKSPACE NAME`)."
+            )
+        elif damaged is None:
             st.info("No dataset yet. Open the **Data** page to load the demo or import a file.")
             st.page_link("app_pages/data.py", label="Go to Data", icon=":material/upload_file:")
         st.stop()
@@ -113,8 +129,11 @@ def damaged_workspace_panel(exc: DamagedWorkspace) -> None:
     else:
         st.info(_restore_text(plan), icon=":material/restore:")
         if st.button(
-            f"Restore the backup from {plan.backup.when}", type="primary", key="restore_workspace"
-        ):
+            f"Restore the backup from {plan.backup.when}",
+            type="primary",
+            key="restore_workspace",
+            disabled=not access.can("delete", exc.folder),
+        ) and access.require("delete", exc.folder):
             _restore(exc.folder)
         st.caption("The same from a terminal:")
         st.code(f"python cli.py restore {shlex.quote(str(exc.folder))}", language="bash")
@@ -181,12 +200,17 @@ def remember_reviewer() -> None:
 
 
 def reviewer() -> str:
+    """Who is recorded on a label event: the signed-in account in team mode (never typed),
+    the name typed in the sidebar in solo mode."""
+    name = access.account_name()
+    if name is not None:
+        return name
     return (st.session_state.get(REVIEWER_KEY) or "").strip()
 
 
 def sidebar() -> None:
     with st.sidebar:
-        found = list_workspaces()
+        found = visible_workspaces()
         if found:
             paths = [str(p) for p in found]
             current = st.session_state.get(WS_KEY, paths[0])
@@ -208,6 +232,11 @@ def sidebar() -> None:
             )
             if choice != st.session_state.get(WS_KEY):
                 select_workspace(choice)
+        name = access.account_name()
+        if name is not None:
+            st.caption(f"Signed in as **{plain(name)}** · {access.role() or 'no role here'}")
+            st.button("Sign out", key="sign_out", on_click=access.sign_out)
+            return
         if REVIEWER_KEY not in st.session_state:  # a new session: offer last time's name
             st.session_state[REVIEWER_KEY] = load_preferences().get("reviewer", "")
         st.text_input(

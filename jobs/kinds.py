@@ -35,12 +35,16 @@ class JobKind:
         True when the job fine-tunes models: it then runs one process per visible GPU.
     run
         Does the work in the job's process; raises :class:`runtime.progress.Cancelled` on a stop.
+    permission
+        The action (``data.store.accounts.PERMISSIONS``) a team member needs to start it and to
+        cancel it: ``analyze`` or ``train``.
     """
 
     name: str
     title: str
     trains: bool
     run: RunFunction
+    permission: str = "train"
 
 
 KINDS: dict[str, JobKind] = {}
@@ -134,7 +138,7 @@ def _calibrate(ws, params, job_id, progress, should_stop) -> dict[str, Any]:
     return {"speeds": speeds}
 
 
-register(JobKind("analyze", "Analysis", trains=False, run=_analyze))
+register(JobKind("analyze", "Analysis", trains=False, run=_analyze, permission="analyze"))
 register(JobKind("train", "Training", trains=True, run=_training("single")))
 register(JobKind("experiment", "Experiment", trains=True, run=_training(None)))
 # Masked-LM training of the encoder on the texts: single-process on purpose (one GPU at most;
