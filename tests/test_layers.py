@@ -43,7 +43,16 @@ def our_imports(path: Path) -> list[tuple[int, str]]:
 
 def modules() -> list[Path]:
     paths = [ROOT / "app.py", ROOT / "cli.py"]
-    for package in ("data", "runtime", "training", "curation", "jobs", "app_pages", "commands", "serving"):
+    for package in (
+        "data",
+        "runtime",
+        "training",
+        "curation",
+        "jobs",
+        "app_pages",
+        "commands",
+        "serving",
+    ):
         paths += sorted((ROOT / package).rglob("*.py"))
     return paths
 
