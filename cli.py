@@ -319,6 +319,7 @@ def cmd_review(args: argparse.Namespace) -> int:
         raise CliError("Give exactly one of --label LABEL, --accept, --keep, --exclude, --include.")
     if not (args.reviewer or "").strip():
         raise CliError("Give --reviewer NAME: every label event records who made it.")
+    _team_reviewer(ws, args.reviewer, "review")
     try:
         ids = ws.sample_ids(args.id)
         triples = [_review_action(ws, sample_id, actions[0], args.label) for sample_id in ids]
@@ -327,6 +328,16 @@ def cmd_review(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from exc
     _say(f"review: {len(events):,} event(s) saved ({actions[0]}) by {args.reviewer.strip()}")
     return 0
+
+
+def _team_reviewer(ws, name: str, action: str) -> None:
+    """In team mode, --reviewer must be an account allowed ``action`` in this workspace."""
+    from commands.team import TeamCommandError, check_reviewer
+
+    try:
+        check_reviewer(ws.folder, name, action)
+    except TeamCommandError as exc:
+        raise CliError(str(exc)) from exc
 
 
 def _review_action(ws, sample_id: int, action: str, label: str | None):
@@ -982,6 +993,7 @@ def cmd_repair(args: argparse.Namespace) -> int:
     if args.accept_all:
         if not (args.reviewer or "").strip():
             raise CliError("Give --reviewer NAME: every repair event records who accepted it.")
+        _team_reviewer(ws, args.reviewer, "bulk")
         try:
             events = ws.repair_texts(
                 zip(found["sample_id"].astype(int), found["proposed"], strict=True),

@@ -19,18 +19,6 @@ from data.home import team_configured
 TOKEN_KEY = "_session_token"
 ACCOUNT_KEY = "_account"
 NOTICE_KEY = "_sign_in_notice"
-# What each action is called in a refusal ("Your role ... may not <words>").
-ACTION_WORDS = {
-    "read": "open this workspace",
-    "review": "change labels",
-    "bulk": "apply bulk actions",
-    "analyze": "run the analysis",
-    "train": "train models",
-    "export": "export data or models",
-    "import": "import datasets",
-    "delete": "delete or restore workspaces",
-    "manage": "manage accounts and members",
-}
 
 
 def listening_address() -> str:
@@ -179,6 +167,8 @@ def can(action: str, workspace: str | Path | None = None) -> bool:
 
 
 def refusal(action: str, workspace: str | Path | None = None) -> str:
+    from data.store.accounts import ACTION_WORDS
+
     held = role(workspace)
     who = f"Your role here ({held})" if held else "You are not a member of this workspace and"
     return f"{who} may not {ACTION_WORDS[action]}. Ask an admin of this Second Look."

@@ -15,9 +15,10 @@ import argparse
 import getpass
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from data.store import StoreError, list_workspaces, workspaces_root
-from data.store.accounts import ROLES, open_directory
+from data.store.accounts import ACTION_WORDS, ROLES, allowed, open_directory, team_mode
 
 
 class TeamCommandError(Exception):
@@ -108,6 +109,29 @@ def members_list(args: argparse.Namespace) -> str:
     if not members:
         return f"{workspace} has no members (admins see every workspace)."
     return "\n".join(f"{m['account']}  {m['role']}" for m in members)
+
+
+def check_reviewer(folder: Path, name: str, action: str) -> str:
+    """The reviewer a CLI command records on its events. In team mode it must be an account
+    whose role in that workspace allows ``action`` (the CLI has no sign-in: whoever runs it has
+    the files, but the log still names only real accounts, with their rights); in solo mode any
+    name. Raises :class:`TeamCommandError` saying why not."""
+    name = (name or "").strip()
+    if not team_mode(folder.parent):
+        return name
+    directory = open_directory(folder.parent)
+    if directory.account(name) is None:
+        raise TeamCommandError(
+            f"Team mode: --reviewer must be an account, and {name!r} is not one "
+            "(`python cli.py users list`)."
+        )
+    role = directory.role_in(name, folder.name)
+    if not allowed(role, action):
+        held = f"role {role}" if role else "no membership"
+        raise TeamCommandError(
+            f"Team mode: {name} has {held} in {folder.name}, which may not {ACTION_WORDS[action]}."
+        )
+    return name
 
 
 def run(handler: Callable[[argparse.Namespace], str], args: argparse.Namespace) -> int:

@@ -92,3 +92,28 @@ def test_members_of_a_workspace(tmp_path, sentiment_prepared):
     assert "team-a" in typo.stderr  # it says which workspaces there are
     assert cli("members", "remove", str(home / "team-a"), "ana", home=home).returncode == 0
     assert "no members" in cli("members", "list", "team-a", home=home).stdout
+
+
+def test_in_team_mode_the_reviewer_of_a_cli_review_is_an_account_with_the_right(
+    tmp_path, sentiment_prepared
+):
+    home = tmp_path / "home"
+    ws = Workspace.create(home / "team-a", sentiment_prepared, name="team-a")
+    ext_id = str(ws.samples()["ext_id"].iloc[0])
+    ws.close()
+    review = ("review", str(home / "team-a"), "--id", ext_id, "--label", "negative")
+    solo = cli(*review, "--reviewer", "anyone", home=home)
+    assert solo.returncode == 0, solo.stderr  # solo mode: any name, as before
+
+    cli("users", "add", "root", "--role", "admin", "--password-stdin", stdin=PASSWORD, home=home)
+    cli("users", "add", "vic", "--role", "viewer", "--password-stdin", stdin=PASSWORD, home=home)
+    cli("members", "add", "team-a", "vic", home=home)
+    typed = cli(*review, "--reviewer", "anyone", home=home)
+    assert typed.returncode == 2 and "'anyone' is not one" in typed.stderr
+    viewer = cli(*review, "--reviewer", "vic", home=home)
+    assert viewer.returncode == 2 and "vic has role viewer in team-a" in viewer.stderr
+    admin = cli(*review, "--reviewer", "root", home=home)
+    assert admin.returncode == 0, admin.stderr
+    ws = Workspace(home / "team-a")
+    assert sorted(ws.events()["reviewer"]) == ["anyone", "root"]
+    ws.close()

@@ -53,6 +53,18 @@ PERMISSIONS = {
     "manage": "admin",  # accounts and members
 }
 ACTIONS = tuple(PERMISSIONS)
+# What each action is called in a refusal ("Your role ... may not <words>").
+ACTION_WORDS = {
+    "read": "open this workspace",
+    "review": "change labels",
+    "bulk": "apply bulk actions",
+    "analyze": "run the analysis",
+    "train": "train models",
+    "export": "export data or models",
+    "import": "import datasets",
+    "delete": "delete or restore workspaces",
+    "manage": "manage accounts and members",
+}
 
 # Lock an account for LOCK_MINUTES after MAX_FAILED wrong passwords in a row.
 MAX_FAILED = 5
