@@ -186,3 +186,17 @@ def test_solo_mode_on_loopback_is_unchanged(home, sentiment_prepared):
     assert not at.exception
     assert [o for s in at.sidebar.selectbox for o in s.options] == ["mine"]
     assert [t.label for t in at.sidebar.text_input] == ["Reviewer name"]
+
+
+def test_an_expired_session_asks_to_sign_in_again(team):
+    ana = signed_in("ana")
+    team.db.write(
+        lambda tx: tx.execute(
+            "UPDATE sessions SET expires_at = ? WHERE account = 'ana'",
+            ("2000-01-01T00:00:00.000+00:00",),
+        )
+    )
+    ana.run()
+    assert [t.label for t in ana.text_input] == ["Account name", "Password"]
+    assert "Your session ended: sign in again." in texts(ana)
+    assert not ana.sidebar.selectbox
