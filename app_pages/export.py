@@ -9,6 +9,7 @@ import streamlit as st
 from app_pages import access
 from app_pages.plain import plain
 from app_pages.workspace import require_workspace
+from data.artifacts import artifact_problems
 from data.export import (
     DEFAULT_LABEL_FIELD,
     FORMAT_TITLES,
@@ -194,6 +195,16 @@ else:
         help="Your own runs come first, the best test accuracy first.",
     )
     run = ws.run(choice)
+    # The folder must be what training saved: a missing or changed file is reported, not served.
+    problems = artifact_problems(run.model_dir, run.data.get("model_files") or {})
+    if problems:
+        st.error(
+            f"The model of run {choice} is not as training saved it: "
+            f"{plain('; '.join(problems[:5]))}. Train it again (Train page), or put the folder "
+            f"{plain(run.model_dir)} back from a copy.",
+            icon=":material/gpp_bad:",
+        )
+        st.stop()
     st.caption(f"Folder: {plain(run.model_dir)} (load it with `from_pretrained`).")
     st.caption("Serve it over HTTP (`POST /predict`, `GET /model`; see the README):")
     st.code(f"python cli.py serve {shlex.quote(str(run.model_dir))} --port 8000", language="bash")

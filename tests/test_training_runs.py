@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 
+from data.artifacts import artifact_problems
 from tests.conftest import NEGATIVE, POSITIVE, TINY, make_prepared
 from training.config import TrainingConfig
 from training.experiments import eval_ids, ids_hash, plan_label_quality
@@ -123,6 +124,9 @@ def test_a_noisy_run_records_test_and_verified_metrics_examples_and_data_version
     assert (data["validation_source"], data["validation_rows"]) == ("held out", 4)
     assert data["series"] == "noise" and data["x"] == 0.25 and data["seed"] == 0
     assert run.config["technique"] == "full" and data["learning_rate"] == 1e-4
+    # The saved model's files, checksummed: Export and serving check them before use.
+    assert {"config.json", "model.safetensors"} <= set(data["model_files"])
+    assert artifact_problems(run.model_dir, data["model_files"]) == []
 
     # Loss curve: training loss per logging step, validation loss per evaluation.
     losses = history_frame(run.history)

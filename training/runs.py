@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from data.artifacts import folder_checksums
 from data.records import run_metrics
 from runtime.device import is_main_process
 from runtime.progress import Cancelled
@@ -358,6 +359,8 @@ def _record(
     plan.data.update(
         {k: v for k, v in result.summary().items() if k in RESULT_KEYS},
         validation_rows=result.validation_samples,
+        # Checked before the model is exported or served: a changed file is reported, not used.
+        model_files=folder_checksums(result.model_dir),
     )
     ws.update_run(
         run_id,
