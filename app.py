@@ -42,6 +42,7 @@ pages = {
     "Team": [
         st.Page("app_pages/reviewers.py", title="Reviewers", icon=":material/groups:"),
         st.Page("app_pages/audit.py", title="Audit log", icon=":material/history:"),
+        st.Page("app_pages/team.py", title="Accounts & members", icon=":material/badge:"),
     ],
     "Share": [
         st.Page("app_pages/export.py", title="Export", icon=":material/download:"),
@@ -51,7 +52,7 @@ if account is not None:  # team mode: list only the pages this account's roles m
     from data.store.accounts import allowed
 
     best = highest_role()
-    needs = {"Train": "train", "Export": "export"}
+    needs = {"Train": "train", "Export": "export", "Accounts & members": "manage"}
     pages = {
         section: [p for p in entries if allowed(best, needs.get(p.title, "read"))]
         for section, entries in pages.items()

@@ -217,7 +217,10 @@ def running_jobs_sidebar() -> None:
             st.caption(f"Running: {said}")
             if fraction is not None:
                 st.progress(fraction)
-            st.page_link(JOB_PAGES.get(job.kind, "app_pages/data.py"), label="Details")
+            target = JOB_PAGES.get(job.kind, "app_pages/data.py")
+            # Team mode lists Train only for those who may train: no link to a page not listed.
+            if target != "app_pages/train.py" or access.can("train"):
+                st.page_link(target, label="Details")
 
     with st.sidebar:
         panel()

@@ -200,3 +200,28 @@ def test_an_expired_session_asks_to_sign_in_again(team):
     assert [t.label for t in ana.text_input] == ["Account name", "Password"]
     assert "Your session ended: sign in again." in texts(ana)
     assert not ana.sidebar.selectbox
+
+
+def test_an_admin_manages_accounts_and_members_in_the_browser(team):
+    root = signed_in("root", "app_pages/team.py")
+    assert [t.value for t in root.title] == ["Accounts & members"]
+    root.text_input(key="team_new_name").input("bea")
+    root.selectbox(key="team_new_role").select("curator")
+    root.text_input(key="team_new_password").input(PASSWORD)
+    root.text_input(key="team_new_again").input(PASSWORD)
+    root.button(key="FormSubmitter:team_add-Add account").click().run()
+    assert not root.exception
+    assert team.account("bea").role == "curator"
+    assert root.text_input(key="team_new_password").value == ""  # the form let it go
+    root.selectbox(key="team_member").select("bea")
+    root.button(key="team_add_member").click().run()
+    workspace = root.session_state["workspace_path"].rsplit("/", 1)[-1]
+    assert {"account": "bea", "role": "curator"} in team.members(workspace)
+    root.button(key="team_remove_member_bea").click().run()
+    assert {"account": "bea", "role": "curator"} not in team.members(workspace)
+
+
+def test_only_admins_get_the_accounts_page(team):
+    cy = signed_in("cy")  # a curator
+    with pytest.raises(ValueError, match="Could not find a navigation page"):
+        cy.switch_page("app_pages/team.py")

@@ -63,6 +63,7 @@ PAGES = {
     "Run history": "runs",
     "Reviewers": "reviewers",
     "Audit log": "audit",
+    "Accounts & members": "accounts",
     "Export": "export",
 }
 # Server-log lines that mean something went wrong (a traceback, a logged error or warning).
