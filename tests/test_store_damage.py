@@ -222,6 +222,7 @@ def test_backups_follow_the_import_the_analyses_and_the_review(tmp_path, sentime
     assert backup_version(newest.parent / f"{BACKUP_NAME}.1") == 0  # the previous one is kept
 
     ws.backup_every_events = 5  # during review: after enough events (or time)
+    ws.backup_min_spacing_s, ws._last_backup_seconds = 0.0, 0.0  # (one was just taken)
     relabel_rounds(ws, 1)
     ws.wait_for_backup()
     assert backup_version(newest) == ws.label_version() == 25
@@ -488,3 +489,24 @@ def test_checking_a_header_keeps_the_locks_that_protect_the_log(workspace):
         check=True, cwd=ROOT, capture_output=True, text=True,
     )  # fmt: skip
     assert int(seen.stdout.strip()) == event  # another process sees the acknowledged write
+
+
+def test_review_backups_are_spaced_out(tmp_path, sentiment_prepared):
+    """Many events soon after a backup wait for the spacing: a backup copies the whole file, and
+    back-to-back copies held up reviewers' commits (bench/results/team-cpu2-20261130-run2.md)."""
+    ws = Workspace.create(tmp_path / "ws", sentiment_prepared)  # takes the first backup
+    newest = ws.folder / "backups" / BACKUP_NAME
+    ws.backup_every_events = 5
+    relabel_rounds(ws, 1)  # 25 events, but the newest backup is seconds old
+    ws.wait_for_backup()
+    assert backup_version(newest) == 0
+    ws.backup_min_spacing_s = 0.0
+    ws._last_backup_seconds = 1000.0  # ... and ten times the last backup's own duration
+    ws.relabel(1, "positive", reviewer="ana")
+    ws.wait_for_backup()
+    assert backup_version(newest) == 0
+    ws._last_backup_seconds = 0.0
+    ws.relabel(2, "positive", reviewer="ana")
+    ws.wait_for_backup()
+    assert backup_version(newest) == ws.label_version()
+    ws.close()

@@ -8,8 +8,10 @@ last :data:`KEEP`: ``store.sqlite.bak`` (newest) and ``store.sqlite.bak.1``.
 
 When: after an import (:meth:`Workspace.create`), after each saved analysis, and during review
 in a background thread once the newest backup is :data:`BACKUP_INTERVAL_S` old or
-:data:`BACKUP_EVERY_EVENTS` label events were written since the last one (the relabel that
-triggers it returns at once).
+:data:`BACKUP_EVERY_EVENTS` label events were written since the last one, and the newest is at
+least :data:`BACKUP_MIN_SPACING_S` old (and ten times as old as this process's last backup
+took), so that big workspaces are not copied back to back (the relabel that triggers it
+returns at once).
 
 Restoring (:func:`restore_workspace`) copies the newest sound backup into place, then appends
 every label event of the damaged log newer than the backup that can still be read (rows are
@@ -47,6 +49,12 @@ BACKUP_NAME = DB_NAME + ".bak"
 KEEP = 2
 BACKUP_INTERVAL_S = 300.0
 BACKUP_EVERY_EVENTS = 500
+# ... but never sooner than this after the newest backup (any process's), nor sooner than
+# BACKUP_SPACING_FACTOR times this process's last backup took: a backup copies the whole file
+# (8-22 s at 1M rows, bench/results/team-cpu2-20261130-run2.md), and back to back, as 8
+# reviewers over 2 replicas triggered them, they kept commits' p95 at 55-94 ms instead of 18.
+BACKUP_MIN_SPACING_S = 30.0
+BACKUP_SPACING_FACTOR = 10.0
 # A failed background backup (e.g. the database is damaged) is not retried sooner than this.
 RETRY_AFTER_S = 60.0
 # Temporary files older than this were left by a killed process, not by a backup in progress.
@@ -210,6 +218,8 @@ class BackupMixin:
 
     backup_interval_s: float = BACKUP_INTERVAL_S
     backup_every_events: int = BACKUP_EVERY_EVENTS
+    backup_min_spacing_s: float = BACKUP_MIN_SPACING_S
+    _last_backup_seconds: float = 0.0
     _backup_thread: threading.Thread | None = None
     _events_since_backup: int = 0
     _backup_tried_at: float = float("-inf")
@@ -218,6 +228,7 @@ class BackupMixin:
         """Take a backup now (blocking; ~250 ms on the 38k-row demo workspace) and return its
         path. ``quiet``: log a failure and return None instead of raising (the work the
         backup follows is saved already; a failed safety net must not fail it)."""
+        started = time.monotonic()
         try:
             path = write_backup(self.db_path)
         except Exception as exc:
@@ -226,6 +237,7 @@ class BackupMixin:
             log.warning("Backup of the workspace at %s failed: %s", self.folder, exc)
             return None
         self._events_since_backup = 0
+        self._last_backup_seconds = time.monotonic() - started
         return path
 
     def _backup_if_due(self, n_events: int) -> None:
@@ -237,8 +249,11 @@ class BackupMixin:
                 return
             newest = newest_backup(self.folder)
             age = time.time() - newest.taken_at.timestamp() if newest else float("inf")
+            spacing = max(
+                self.backup_min_spacing_s, BACKUP_SPACING_FACTOR * self._last_backup_seconds
+            )
             if age < self.backup_interval_s and (
-                self._events_since_backup < self.backup_every_events
+                self._events_since_backup < self.backup_every_events or age < spacing
             ):
                 return
             self._backup_tried_at = time.monotonic()
