@@ -98,7 +98,7 @@ def _sign_in_form() -> None:
     st.caption("This Second Look is shared by a team: sign in with the account an admin gave you.")
     if notice := st.session_state.pop(NOTICE_KEY, None):
         st.info(notice)
-    with st.form("sign_in", clear_on_submit=False):
+    with st.form("sign_in", clear_on_submit=False, width=420):
         name = st.text_input("Account name", key="sign_in_name", autocomplete="username")
         password = st.text_input(
             "Password", type="password", key="sign_in_password", autocomplete="current-password"

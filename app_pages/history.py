@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from app_pages import access
 from app_pages.figures import METRIC_LABELS, loss_figure, run_title
 from app_pages.run_charts import roc_chart, run_charts
 from app_pages.training_form import TECHNIQUE_LABELS, field_label
@@ -167,7 +168,8 @@ ws = require_workspace()
 runs = list(reversed(ws.runs()))
 if not runs:
     st.info("No runs yet: start one on the **Train** page.")
-    st.page_link("app_pages/train.py", label="Go to Train", icon=":material/model_training:")
+    if access.can("train"):  # team mode lists Train only for those who may train
+        st.page_link("app_pages/train.py", label="Go to Train", icon=":material/model_training:")
     st.stop()
 
 table = pd.DataFrame([history_row(r) for r in runs])

@@ -493,9 +493,14 @@ def action_buttons(item: Any, pos: int, total: int, disabled: bool) -> None:
             args=(1,),
             disabled=pos + 1 >= total and not capped,
         )
-        st.caption(
+        keys = (
             "Keys: K keep · A accept suggestion · 1–9 pick a label · X exclude/include · "
-            "U undo · ←/→ move",
+            "U undo · ←/→ move"
+            if not disabled
+            else "Keys: ←/→ move"
+        )
+        st.caption(
+            keys,
             help="Keys do nothing while the cursor is in a text box: click the page first.",
             width="content",
         )
