@@ -688,6 +688,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:
         raise CliError(f"--port must be 0-65535 (got {args.port}); 0 picks a free port.")
     model_dir = _classifier_dir(args.model_dir)
+    token = os.environ.get("SECOND_LOOK_SERVE_TOKEN") or None
+    if args.token_file:
+        try:
+            token = Path(args.token_file).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CliError(f"Cannot read the token file {args.token_file}: {exc}.") from exc
     try:
         return serve(
             model_dir,
@@ -699,6 +705,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             max_length=args.max_length,
             precision=args.precision,
             threads=args.threads,
+            token=token,
         )
     except (ServeError, ValueError) as exc:  # ModelLoadError is a ValueError
         raise CliError(str(exc)) from exc
@@ -777,6 +784,11 @@ def _add_serve_command(sub) -> None:
         "recent CPUs and GPUs",
     )
     s.add_argument("--threads", type=int, help="torch CPU threads (default: one per core)")
+    s.add_argument(
+        "--token-file",
+        help="a file holding the bearer token every request but GET /health must carry "
+        "(required off 127.0.0.1; or set SECOND_LOOK_SERVE_TOKEN)",
+    )
     s.set_defaults(func=cmd_serve)
 
 

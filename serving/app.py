@@ -17,6 +17,8 @@ rendered or logged, and never echoed back (answers carry labels and probabilitie
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 import json
 import logging
 import socket
@@ -221,13 +223,46 @@ class _SafeHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-def create_app(served: ServedModel, limits: Limits | None = None) -> FastAPI:
+class _BearerToken:
+    """ASGI middleware: with a token set, every endpoint but /health needs
+    ``Authorization: Bearer <token>`` (compared in constant time); else a 401 JSON error."""
+
+    def __init__(self, app: Any, token: str) -> None:
+        self.app = app
+        self.expected = f"Bearer {token}".encode()
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope.get("path") == "/health":
+            await self.app(scope, receive, send)
+            return
+        given = dict(scope.get("headers") or []).get(b"authorization", b"")
+        if hmac.compare_digest(given, self.expected):
+            await self.app(scope, receive, send)
+            return
+        response = JSONResponse(
+            {
+                "error": "This server needs its token: send the header "
+                "'Authorization: Bearer <token>' (the token its operator set with --token-file).",
+                "problem": "unauthorized",
+            },
+            status_code=401,
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+        await response(scope, receive, send)
+
+
+def create_app(
+    served: ServedModel, limits: Limits | None = None, *, token: str | None = None
+) -> FastAPI:
     """The FastAPI app answering for ``served`` (already loaded: see
-    :func:`serving.model.load_served_model`)."""
+    :func:`serving.model.load_served_model`). With ``token``, requests other than
+    ``GET /health`` must carry it as a bearer token."""
     limits = limits or Limits()
     # No /docs, /redoc or /openapi.json: the README documents the three endpoints.
     app = FastAPI(title="Second Look classifier", docs_url=None, redoc_url=None, openapi_url=None)
-    app.add_middleware(_SafeHeaders)
+    if token is not None:
+        app.add_middleware(_BearerToken, token=check_token(token))
+    app.add_middleware(_SafeHeaders)  # added last: it wraps the 401 answers too
     model_body = json_ready(
         {
             **served.info,
@@ -310,6 +345,31 @@ async def _read_body(request: Any, cap: int) -> bytes:
     return b"".join(chunks)
 
 
+MIN_TOKEN_CHARS = 16
+
+
+def check_token(token: str) -> str:
+    """A bearer token long enough not to be guessed (ASCII, no spaces); else ``ValueError``."""
+    if not isinstance(token, str) or len(token) < MIN_TOKEN_CHARS:
+        raise ValueError(
+            f"The serving token is too short: use at least {MIN_TOKEN_CHARS} characters "
+            "(e.g. `openssl rand -hex 32 > token.txt`)."
+        )
+    if not token.isascii() or any(ch.isspace() for ch in token):
+        raise ValueError("The serving token must be ASCII without spaces or line breaks.")
+    return token
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether ``host`` reaches this machine only (``localhost``, 127.x, ``::1``)."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 def listen(host: str, port: int) -> socket.socket:
     """A socket bound to ``host:port`` (port 0: a free one), or a :class:`ServeError`."""
     try:
@@ -343,13 +403,26 @@ def serve(
     max_length: int | None = None,
     threads: int | None = None,
     log_level: str = "info",
+    token: str | None = None,
 ) -> int:
     """Load the model (failing at once if it cannot be), then answer on ``host:port`` until
     interrupted. Raises :class:`serving.model.ModelLoadError`, :class:`ServeError` or
-    ``ValueError`` (bad settings) before serving anything."""
+    ``ValueError`` (bad settings) before serving anything.
+
+    Off the loopback address a ``token`` is required (every request but ``GET /health`` must
+    carry it), as the app needs accounts there: anyone who can reach the port could otherwise
+    use the model and read what ``GET /model`` tells about its training."""
     import uvicorn
 
     limits = limits or Limits()
+    if token is None and not is_loopback_host(host):
+        raise ServeError(
+            f"Serving on {host} without a token would answer anyone who can reach this machine. "
+            "Give a token (--token-file FILE, or SECOND_LOOK_SERVE_TOKEN), or serve on "
+            "127.0.0.1 behind your own proxy."
+        )
+    if token is not None:
+        check_token(token)
     if threads is not None:
         import torch
 
@@ -378,7 +451,10 @@ def serve(
         flush=True,
     )
     config = uvicorn.Config(
-        create_app(served, limits), log_level=log_level, server_header=False, date_header=False
+        create_app(served, limits, token=token),
+        log_level=log_level,
+        server_header=False,
+        date_header=False,
     )
     try:
         uvicorn.Server(config).run(sockets=[sock])

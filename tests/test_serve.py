@@ -308,6 +308,7 @@ def test_the_export_page_shows_the_serve_command(home, sentiment_prepared):
     }
     run = ws.create_run(name="seed 0", config={"technique": "full"}, data={}, job_id=None)
     model_dir = ws.run_dir(run) / "model"
+    model_dir.mkdir(parents=True)  # (Export checks the folder is there before it offers it)
     metrics = run_metrics(test=test, verified=None, examples=None)
     ws.update_run(run, status="done", metrics=metrics, model_dir=str(model_dir))
     ws.close()
@@ -360,3 +361,48 @@ def test_cli_serve_answers_over_http_on_localhost(trained):
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+TOKEN = "s3cret-token-of-32-characters-xx"
+
+
+def test_with_a_token_every_endpoint_but_health_needs_it(served):
+    with TestClient(create_app(served, LIMITS, token=TOKEN)) as guarded:
+        body = {"texts": ["I love it"]}
+        assert guarded.get("/health").status_code == 200  # for load balancers' checks
+        for headers in (
+            {},
+            {"Authorization": "Bearer wrong-token-wrong-token"},
+            {"Authorization": TOKEN},
+        ):
+            for answer in (
+                guarded.post("/predict", json=body, headers=headers),
+                guarded.get("/model", headers=headers),
+            ):
+                assert answer.status_code == 401
+                assert answer.json()["problem"] == "unauthorized"
+                assert answer.headers["x-content-type-options"] == "nosniff"
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        assert guarded.post("/predict", json=body, headers=auth).status_code == 200
+        assert guarded.get("/model", headers=auth).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "token", ["short", "has a space in it somewhere", "ünïcödé-token-long-enough"]
+)
+def test_a_weak_token_is_refused(served, token):
+    with pytest.raises(ValueError, match="token"):
+        create_app(served, LIMITS, token=token)
+
+
+def test_serving_off_loopback_needs_a_token(trained, tmp_path, capsys):
+    code = cli.main(["serve", str(trained), "--host", "0.0.0.0", "--port", "0"])
+    assert code == 2
+    assert "without a token would answer anyone" in capsys.readouterr().err
+    short = tmp_path / "token.txt"
+    short.write_text("abc\n")
+    code = cli.main(
+        ["serve", str(trained), "--host", "0.0.0.0", "--port", "0", "--token-file", str(short)]
+    )
+    assert code == 2
+    assert "token is too short" in capsys.readouterr().err
