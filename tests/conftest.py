@@ -105,12 +105,15 @@ def sentiment_prepared():
 # -------------------------------------------------------------------- store backends
 # Store test modules whose tests run on both backends: each test gets a ``[sqlite]`` and a
 # ``[postgresql]`` variant (the latter skipped without SECOND_LOOK_TEST_DATABASE_URL), except
-# the ones named here, which test what only an SQLite file has.
+# the ones named here, which test what only an SQLite file has. (Not test_jobs: with a database
+# URL set, team mode is on and jobs.launch only queues; test_worker runs jobs on both.)
 BOTH_BACKENDS: dict[str, dict[str, str]] = {
     "test_store": {
         "test_failed_import_leaves_no_workspace": "expects sqlite3.IntegrityError",
     },
     "test_review_store": {},
+    "test_concurrency": {},
+    "test_worker": {},
     "test_store_issues": {
         "test_a_version_2_workspace_is_upgraded_in_place_keeping_its_labels": (
             "upgrades an SQLite file of schema version 2"

@@ -130,6 +130,18 @@ def dialect_of(conn: Any) -> SQLiteDialect | PostgreSQLDialect:
     return getattr(conn, "dialect", SQLITE)
 
 
+def database_errors() -> tuple[type[BaseException], ...]:
+    """The driver errors a store call can raise: ``sqlite3.Error``, and ``psycopg.Error`` where
+    psycopg is installed (a PostgreSQL workspace: the server went away, a statement failed)."""
+    import sqlite3
+
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover - psycopg is in requirements.txt
+        return (sqlite3.Error,)
+    return (sqlite3.Error, psycopg.Error)
+
+
 # -- PostgreSQL connections with the sqlite3 API the store uses ------------------------------
 class Row(tuple):
     """A row readable as a tuple (``row[0]``, unpacking) and by column name (``row["id"]``,

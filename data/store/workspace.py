@@ -140,6 +140,14 @@ class Workspace(
         unnamed schema, never a half workspace. No backup is taken: the database's own
         (pg_dump, base backups) cover it."""
         frame: pd.DataFrame = prepared.frame
+        for column in ("ext_id", "text", "label", "split"):
+            nul = frame[column].astype(str).str.contains("\x00", regex=False)
+            if nul.any():
+                raise StoreError(
+                    f"The {column} of row {int(nul.to_numpy().argmax()) + 1} holds a NUL "
+                    "character (\\x00), which PostgreSQL does not store in text. Remove it from "
+                    "the file (it is no printable character) and import again."
+                )
         schema = new_schema_name(folder.name)
         conn = connect_postgres(None, what=f"the new workspace at {folder}")
         try:
