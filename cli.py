@@ -206,9 +206,9 @@ class _FileCache:
 
 
 def _is_workspace(path: str) -> bool:
-    from data.store import DB_NAME
+    from data.store.base import is_workspace
 
-    return (Path(path) / DB_NAME).is_file()
+    return is_workspace(path)
 
 
 def _open_workspace(path: str):

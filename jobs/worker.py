@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import sqlite3
 import subprocess
 import threading
 import time
@@ -26,9 +25,14 @@ from pathlib import Path
 
 from data.records import JobRecord
 from data.store import StoreError, Workspace, list_workspaces
+from data.store.dialect import database_errors
 from jobs.runner import _close_runs, _stop_group, gpus_for, start_child
 
 Say = Callable[[str], None]
+
+
+# What a workspace can raise besides StoreError: sqlite3's errors, and psycopg's.
+DATABASE_ERRORS = database_errors()
 
 
 def worker_name() -> str:
@@ -206,7 +210,7 @@ def _serve_workspace(
     claimed one."""
     try:
         ws = Workspace(folder)
-    except (StoreError, sqlite3.Error, OSError) as exc:
+    except (StoreError, *DATABASE_ERRORS, OSError) as exc:
         problem = str(exc)
         if warned.get(folder) != problem:
             warned[folder] = problem
@@ -239,7 +243,7 @@ def _serve_workspace(
             f"{time.monotonic() - started:.1f} s"
         )
         return True
-    except (StoreError, sqlite3.Error, OSError) as exc:
+    except (StoreError, *DATABASE_ERRORS, OSError) as exc:
         say(f"worker {name}: warning: {folder}: {exc}")
         return False
     finally:

@@ -219,9 +219,9 @@ def _describe(
 def _data_version(run_folder: Path, run: dict, metrics: Any) -> dict[str, Any] | None:
     workspace = run_folder.parent.parent
     if run_folder.parent.name == "runs" and run_folder.name.startswith("run-"):
-        from data.store import DB_NAME
+        from data.store.base import is_workspace
 
-        if (workspace / DB_NAME).exists():
+        if is_workspace(workspace):
             return _workspace_run_data(workspace, run_folder.name)
     if not run:
         return None

@@ -102,8 +102,55 @@ def sentiment_prepared():
     return make_prepared(texts, labels, splits=splits)
 
 
+# -------------------------------------------------------------------- store backends
+# Store test modules whose tests run on both backends: each test gets a ``[sqlite]`` and a
+# ``[postgresql]`` variant (the latter skipped without SECOND_LOOK_TEST_DATABASE_URL), except
+# the ones named here, which test what only an SQLite file has. (Not test_jobs: with a database
+# URL set, team mode is on and jobs.launch only queues; test_worker runs jobs on both.)
+BOTH_BACKENDS: dict[str, dict[str, str]] = {
+    "test_store": {
+        "test_failed_import_leaves_no_workspace": "expects sqlite3.IntegrityError",
+    },
+    "test_review_store": {},
+    "test_concurrency": {},
+    "test_worker": {},
+    "test_store_issues": {
+        "test_a_version_2_workspace_is_upgraded_in_place_keeping_its_labels": (
+            "upgrades an SQLite file of schema version 2"
+        ),
+    },
+}
+
+
+def pytest_generate_tests(metafunc):
+    module = metafunc.module.__name__.rsplit(".", 1)[-1]
+    skipped = BOTH_BACKENDS.get(module)
+    if skipped is None or metafunc.function.__name__ in skipped:
+        return
+    if "store_backend" not in metafunc.fixturenames:
+        metafunc.fixturenames.append("store_backend")
+    metafunc.parametrize("store_backend", ["sqlite", "postgresql"], indirect=True)
+
+
 @pytest.fixture
-def workspace(tmp_path, sentiment_prepared):
+def store_backend(request, monkeypatch):
+    """Where the workspaces a test creates live: ``"sqlite"`` (the default) or, when a test is
+    parametrised over both (:data:`BOTH_BACKENDS`), ``"postgresql"``: a fresh database on the
+    test cluster, named by SECOND_LOOK_DATABASE_URL for the test's length."""
+    backend = getattr(request, "param", "sqlite")
+    if backend == "sqlite":
+        yield backend
+        return
+    from tests.pg import fresh_database
+
+    databases = fresh_database()
+    monkeypatch.setenv("SECOND_LOOK_DATABASE_URL", next(databases))
+    yield backend
+    databases.close()
+
+
+@pytest.fixture
+def workspace(tmp_path, sentiment_prepared, store_backend):
     from data.store import Workspace
 
     ws = Workspace.create(tmp_path / "ws", sentiment_prepared, name="test")
@@ -179,12 +226,20 @@ def scramble_derived_state(ws) -> None:
     store's back, so a test of ``rebuild_state`` can only pass if it recomputes from the log."""
     import sqlite3
 
+    sql = (
+        "UPDATE samples SET label = given_label, excluded = 1 - excluded,"
+        " reviewed = 1 - reviewed, reviewer = 'nobody', reviewed_at = NULL,"
+        " n_reviewers = 7, conflict = 1 - conflict"
+    )
+    if ws.backend == "postgresql":
+        from data.store.base import connect_postgres
+
+        conn = connect_postgres(ws.schema)
+        conn.execute(sql)
+        conn.close()
+        return
     with sqlite3.connect(ws.db_path) as conn:
-        conn.execute(
-            "UPDATE samples SET label = given_label, excluded = 1 - excluded,"
-            " reviewed = 1 - reviewed, reviewer = 'nobody', reviewed_at = NULL,"
-            " n_reviewers = 7, conflict = 1 - conflict"
-        )
+        conn.execute(sql)
 
 
 # --------------------------------------------------------------------------- AppTest

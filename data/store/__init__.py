@@ -19,6 +19,13 @@ with one :class:`DamagedWorkspace`; ``backups/`` holds consistent snapshots, and
 :func:`restore_workspace` puts the newest back with every newer label event that can still be
 read (see :mod:`data.store.backup`).
 
+With ``SECOND_LOOK_DATABASE_URL`` set, :meth:`Workspace.create` puts a new workspace in a
+schema of that PostgreSQL database instead (the folder then holds ``store.postgresql.json``
+naming the schema, and still holds runs/, jobs/ and cache/); ``Workspace(folder)`` opens
+whichever its folder holds. The same statements run on both: :mod:`data.store.dialect` holds
+what the two spell differently. File backups and restores are SQLite's; a PostgreSQL workspace
+refuses them and points to the database's own (pg_dump).
+
 Every public write commits before it returns: when the UI says "saved", the change is on disk
 (``synchronous=FULL``), so killing the process or closing the browser loses nothing acknowledged.
 

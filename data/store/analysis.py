@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import sqlite3
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ import pandas as pd
 from data.records import AnalysisRecord, AnalysisSummary
 from data.store.arrays import NpyRows, NpyWriter
 from data.store.base import StoreError, chunks, now, to_json
+from data.store.dialect import Connection
 
 # Optional per-row results (issue types beyond label errors) and their Python types.
 OPTIONAL_RESULT_COLUMNS: dict[str, type] = {
@@ -101,12 +101,10 @@ class AnalysisMixin:
 
     def put_embeddings(self, model_key: str, items: dict[str, np.ndarray]) -> None:
         rows = [(model_key, h, np.asarray(v, dtype=np.float32).tobytes()) for h, v in items.items()]
-        self._write(
-            lambda c: c.executemany(
-                "INSERT OR REPLACE INTO embeddings (model_key, text_hash, vector) VALUES (?,?,?)",
-                rows,
-            )
+        sql = self.dialect.upsert(
+            "embeddings", ("model_key", "text_hash", "vector"), key=("model_key", "text_hash")
         )
+        self._write(lambda c: c.executemany(sql, rows))
 
     # -- analyses -------------------------------------------------------------------------
     def save_analysis(
@@ -149,17 +147,20 @@ class AnalysisMixin:
 
         summary_json = to_json((summary or AnalysisSummary()).to_dict())
 
-        def write(conn: sqlite3.Connection) -> int:
-            cur = conn.execute(
+        dialect = self.dialect
+
+        def write(conn: Connection) -> int:
+            aid = dialect.insert_id(
+                conn,
                 "INSERT INTO analyses (created_at, method, settings, label_version, summary)"
                 " VALUES (?,?,?,?,?)",
                 (now(), method, to_json(settings), int(label_version), summary_json),
             )
-            aid = int(cur.lastrowid)
             names = [*required[1:], *extra]
-            conn.executemany(
-                f"INSERT INTO analysis_results (analysis_id, sample_id, {', '.join(names)})"
-                f" VALUES ({','.join('?' * (len(names) + 2))})",
+            dialect.insert_many(
+                conn,
+                "analysis_results",
+                ["analysis_id", "sample_id", *names],
                 zip(
                     [aid] * len(results),
                     results["sample_id"].astype(int).tolist(),
@@ -178,7 +179,7 @@ class AnalysisMixin:
                 "UPDATE samples SET predicted_label = r.predicted_label,"
                 " predicted_prob = r.predicted_prob, label_quality = r.label_quality,"
                 " is_label_issue = r.is_label_issue,"
-                " disagrees = (r.predicted_label != samples.label),"
+                f" disagrees = {dialect.as_int('r.predicted_label != samples.label')},"
                 " is_outlier = COALESCE(r.is_outlier, 0), outlier_score = r.outlier_score,"
                 " dup_group = r.dup_group, dup_conflict = COALESCE(r.dup_conflict, 0)"
                 " FROM analysis_results r WHERE r.analysis_id = ? AND r.sample_id = samples.id",
@@ -314,11 +315,15 @@ class AnalysisMixin:
                 f"{distances.shape}."
             )
 
-        def write(conn: sqlite3.Connection) -> None:
+        dialect = self.dialect
+
+        def write(conn: Connection) -> None:
             conn.execute("DELETE FROM knn WHERE model_key = ?", (model_key,))
             # Row by row to int64/float32 blobs: no whole-graph copy in the stored types.
-            conn.executemany(
-                "INSERT INTO knn (model_key, sample_id, neighbor_ids, distances) VALUES (?,?,?,?)",
+            dialect.insert_many(
+                conn,
+                "knn",
+                ("model_key", "sample_id", "neighbor_ids", "distances"),
                 (
                     (
                         model_key,

@@ -115,6 +115,24 @@ class RestoreReport:
         )
 
 
+# What a PostgreSQL workspace says when asked for a file backup or a restore: its data are the
+# database's, and so are its backups.
+PG_BACKUPS = (
+    "The workspace at {folder} lives in the PostgreSQL schema {schema!r}: its backups are the "
+    "database's own. Back the schema up with `pg_dump --schema={schema} ...` (or the server's "
+    "base backups and WAL archive), and restore it with pg_restore; Second Look's file backups "
+    "and restore (backups/, cli.py backup|restore) are for SQLite workspaces."
+)
+
+
+def _refuse_postgres(folder: Path) -> None:
+    from data.store.base import read_marker
+
+    marker = read_marker(folder)
+    if marker is not None:
+        raise StoreError(PG_BACKUPS.format(folder=folder, schema=marker["schema"]))
+
+
 # -- writing backups ---------------------------------------------------------------------
 def backup_paths(folder: str | os.PathLike) -> list[Path]:
     """The workspace's backup files that exist, newest first."""
@@ -227,7 +245,15 @@ class BackupMixin:
     def backup(self, *, quiet: bool = False) -> Path | None:
         """Take a backup now (blocking; ~250 ms on the 38k-row demo workspace) and return its
         path. ``quiet``: log a failure and return None instead of raising (the work the
-        backup follows is saved already; a failed safety net must not fail it)."""
+        backup follows is saved already; a failed safety net must not fail it).
+
+        A PostgreSQL workspace has no file to copy: asked plainly, this says where its backups
+        are (:data:`PG_BACKUPS`); ``quiet`` (after an analysis) it does nothing.
+        """
+        if self.dialect.name != "sqlite":
+            if quiet:
+                return None
+            raise StoreError(PG_BACKUPS.format(folder=self.folder, schema=self.schema))
         started = time.monotonic()
         try:
             path = write_backup(self.db_path)
@@ -242,6 +268,8 @@ class BackupMixin:
 
     def _backup_if_due(self, n_events: int) -> None:
         """After label events: start a background backup when one is due."""
+        if self.dialect.name != "sqlite":
+            return  # the database's own backups cover it
         with self._lock:
             self._events_since_backup += n_events
             running = self._backup_thread is not None and self._backup_thread.is_alive()
@@ -444,6 +472,7 @@ def _sound_backup(folder: Path) -> tuple[BackupInfo, int, set[str], set[int]] | 
 def plan_restore(folder: str | os.PathLike) -> RestorePlan:
     """What :func:`restore_workspace` would do, without doing it."""
     folder = Path(folder).resolve()
+    _refuse_postgres(folder)
     sound = _sound_backup(folder)
     if sound is None:
         return RestorePlan(None)
@@ -461,6 +490,7 @@ def restore_workspace(folder: str | os.PathLike, *, force: bool = False) -> Rest
     are kept all the same).
     """
     folder = Path(folder).resolve()
+    _refuse_postgres(folder)
     db_path = folder / DB_NAME
     if not db_path.exists():
         raise StoreError(f"No workspace at {folder} (no {DB_NAME} inside); nothing to restore.")

@@ -18,9 +18,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from data.home import workspaces_root
+from data.home import database_url, workspaces_root
+from data.store.dialect import POSTGRESQL, SQLITE, PgConnection
+from data.store.sql import redact
 
 DB_NAME = "store.sqlite"
+# A workspace whose database is a schema of the team's PostgreSQL database holds this file
+# instead of store.sqlite: which backend and which schema (never the URL: it comes from
+# SECOND_LOOK_DATABASE_URL, so credentials stay out of the shared folder).
+PG_MARKER = "store.postgresql.json"
 # 3: other issue types and the neighbor graph; 4: the one vocabulary (given_label,
 # analyzed_label, analyzed_prob); 5: text repair events (given_text, the current text derived
 # from the log); 6: workers claiming jobs (jobs.worker, jobs.heartbeat_at, jobs.attempts).
@@ -147,10 +153,12 @@ def list_workspaces(root: str | os.PathLike | None = None) -> list[Path]:
     except OSError:
         return []
     for folder in folders:
-        try:  # a folder can vanish or be swapped (a restore) between listing and stat
-            found.append((folder, (folder / DB_NAME).stat().st_mtime))
-        except OSError:
-            continue
+        for name in (DB_NAME, PG_MARKER):
+            try:  # a folder can vanish or be swapped (a restore) between listing and stat
+                found.append((folder, (folder / name).stat().st_mtime))
+                break
+            except OSError:
+                continue
     return [p for p, _ in sorted(found, key=lambda item: item[1], reverse=True)]
 
 
@@ -161,7 +169,65 @@ def workspace_problem(folder: str | os.PathLike) -> str | None:
     it, else what the file's first 100 bytes and size show (see :func:`header_problem`).
     """
     folder = Path(folder).resolve()
+    if (folder / PG_MARKER).exists():
+        return None  # a PostgreSQL schema: the server keeps it whole (see StoreBase)
     return _KNOWN_DAMAGE.get(str(folder)) or header_problem(folder / DB_NAME)
+
+
+def is_workspace(folder: str | os.PathLike) -> bool:
+    """Whether ``folder`` holds a workspace (an SQLite file or a PostgreSQL marker)."""
+    folder = Path(folder)
+    return (folder / DB_NAME).is_file() or (folder / PG_MARKER).is_file()
+
+
+def read_marker(folder: str | os.PathLike) -> dict[str, Any] | None:
+    """The PostgreSQL marker of a workspace folder, or None (an SQLite workspace, or none)."""
+    path = Path(folder) / PG_MARKER
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    try:
+        marker = json.loads(text)
+        if marker.get("backend") != "postgresql" or not isinstance(marker.get("schema"), str):
+            raise ValueError
+    except (ValueError, AttributeError):
+        raise StoreError(
+            f"The workspace at {Path(folder).resolve()} has an unreadable {PG_MARKER} (it "
+            "names the PostgreSQL schema that holds the workspace)."
+        ) from None
+    return marker
+
+
+def write_marker(folder: Path, schema: str) -> None:
+    """Write the marker whole (a temporary file, fsynced, renamed into place)."""
+    tmp = folder / (PG_MARKER + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump({"backend": "postgresql", "schema": schema, "created_at": now()}, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, folder / PG_MARKER)
+
+
+_SCHEMA_PREFIX = "ws_"
+
+
+def new_schema_name(folder_name: str) -> str:
+    """A fresh PostgreSQL schema name for a workspace folder: readable (the ASCII letters and
+    digits of the name) and unique (8 random hex digits), at most 63 bytes.
+
+    >>> name = new_schema_name("Отзывы 2024 reviews")
+    >>> name.startswith("ws_2024_reviews_") and len(name) == len("ws_2024_reviews_") + 8
+    True
+    """
+    readable = re.sub(r"[^a-z0-9]+", "_", folder_name.lower()).strip("_")[:40]
+    suffix = os.urandom(4).hex()
+    return f"{_SCHEMA_PREFIX}{readable}_{suffix}" if readable else f"{_SCHEMA_PREFIX}{suffix}"
+
+
+def quote_ident(name: str) -> str:
+    """``name`` as a PostgreSQL identifier (double-quoted)."""
+    return '"' + name.replace('"', '""') + '"'
 
 
 # Descriptors of database files whose header this process read, by (device, inode): opened
@@ -406,6 +472,34 @@ def upgrade_schema(conn: sqlite3.Connection) -> bool:
     return True
 
 
+# Tables every PostgreSQL workspace has (no samples_fts: a GIN index serves the search).
+PG_REQUIRED_TABLES = tuple(t for t in REQUIRED_TABLES if t != "samples_fts") + ("knn",)
+
+
+def connect_postgres(schema: str | None, *, what: str = "the team database") -> PgConnection:
+    """A connection to the team database (``SECOND_LOOK_DATABASE_URL``) whose ``search_path``
+    is ``schema`` alone (None: the server's default, for creating a schema)."""
+    url = database_url()
+    if not url:
+        raise StoreError(
+            f"{what[:1].upper()}{what[1:]} lives in PostgreSQL"
+            + (f" (schema {schema!r})" if schema else "")
+            + ", but SECOND_LOOK_DATABASE_URL is not set. Set it to the team database's URL."
+        )
+    import psycopg
+
+    try:
+        raw = psycopg.connect(url, autocommit=True)
+    except psycopg.Error as exc:
+        raise StoreError(
+            f"Cannot connect to the database at {redact(url)} for {what}: "
+            f"{str(exc).strip()}. Check SECOND_LOOK_DATABASE_URL and that the server runs."
+        ) from None
+    if schema is not None:
+        raw.execute("SELECT set_config('search_path', %s, false)", (quote_ident(schema),))
+    return PgConnection(raw, schema or "")
+
+
 class StoreBase:
     """The connection and transaction helpers every part of :class:`Workspace` builds on.
 
@@ -417,20 +511,28 @@ class StoreBase:
     def __init__(self, folder: str | os.PathLike):
         self.folder = Path(folder).expanduser().resolve()
         self.db_path = self.folder / DB_NAME
-        if not self.db_path.exists():
-            raise StoreError(
-                f"No workspace at {self.folder} (no {DB_NAME} inside). Import a dataset first, "
-                "or pass the folder of an existing workspace."
-            )
         self._lock = threading.RLock()
-        self._conn, version = self._open_checked()
-        if version in UPGRADABLE_VERSIONS:
-            try:
-                upgrade_schema(self._conn)
-            except BaseException:
-                self._conn.close()
-                raise
-            version = SCHEMA_VERSION
+        marker = read_marker(self.folder)
+        if marker is not None:
+            self.dialect = POSTGRESQL
+            self.schema = marker["schema"]
+            self._conn, version = self._open_postgres()
+        else:
+            if not self.db_path.exists():
+                raise StoreError(
+                    f"No workspace at {self.folder} (no {DB_NAME} inside). Import a dataset "
+                    "first, or pass the folder of an existing workspace."
+                )
+            self.dialect = SQLITE
+            self.schema = None
+            self._conn, version = self._open_checked()
+            if version in UPGRADABLE_VERSIONS:
+                try:
+                    upgrade_schema(self._conn)
+                except BaseException:
+                    self._conn.close()
+                    raise
+                version = SCHEMA_VERSION
         if version != SCHEMA_VERSION:
             self._conn.close()
             raise StoreError(
@@ -438,6 +540,11 @@ class StoreBase:
                 f"reads version {SCHEMA_VERSION}. Export it with the version that made it, then "
                 "import the export into a new workspace."
             )
+
+    @property
+    def backend(self) -> str:
+        """Where the workspace's database lives: ``"sqlite"`` or ``"postgresql"``."""
+        return self.dialect.name
 
     # -- opening ---------------------------------------------------------------------------
     def _open_checked(self) -> tuple[sqlite3.Connection, Any]:
@@ -467,6 +574,46 @@ class StoreBase:
             conn.close()
             raise DamagedWorkspace(self.folder, explain(self.db_path, problem))
         forget_damage(self.folder)
+        return conn, version
+
+    def _open_postgres(self) -> tuple[PgConnection, Any]:
+        """Connect to the workspace's schema in the team database and read its schema version.
+
+        No integrity check runs here: PostgreSQL keeps its own files whole (checksums, WAL);
+        a schema that lost tables was changed by hand, which this says plainly.
+        """
+        conn = connect_postgres(self.schema, what=f"the workspace at {self.folder}")
+        try:
+            names = {
+                r[0]
+                for r in conn.execute(
+                    "SELECT table_name FROM information_schema.tables WHERE table_schema = ?",
+                    (self.schema,),
+                )
+            }
+            missing = [t for t in PG_REQUIRED_TABLES if t not in names]
+            if missing:
+                raise StoreError(
+                    f"The workspace at {self.folder} lives in the PostgreSQL schema "
+                    f"{self.schema!r}, which "
+                    + (
+                        "does not exist"
+                        if not names
+                        else f"lacks the table(s) {', '.join(missing)}"
+                    )
+                    + ". Restore the schema from the database's backups (pg_dump / pg_restore),"
+                    " or import the dataset again into a new workspace."
+                )
+            row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            if row is None:
+                raise StoreError(
+                    f"The workspace at {self.folder} (PostgreSQL schema {self.schema!r}) has "
+                    "lost its metadata (no schema version)."
+                )
+            version = json.loads(row[0])
+        except BaseException:
+            conn.close()
+            raise
         return conn, version
 
     @staticmethod
@@ -502,7 +649,7 @@ class StoreBase:
         """Run ``fn(conn, ...)`` inside one immediate transaction; commit before returning."""
         with self._lock:
             conn = self._conn
-            conn.execute("BEGIN IMMEDIATE")
+            self.dialect.begin(conn)
             try:
                 out = fn(conn, *args, **kwargs)
             except BaseException:
@@ -536,13 +683,15 @@ class StoreBase:
     def counts(self) -> dict[str, int]:
         """Row counts: total, per split, reviewed, changed, excluded, encoding-fixed, in the
         double-review set, conflicting, text repaired (current text differs from the given)."""
+        n = self.dialect.count_if
+        train, test, validation = (n(f"split = '{s}'") for s in ("train", "test", "validation"))
         row = self._read(
             "SELECT COUNT(*) AS n,"
-            " SUM(split = 'train') AS train, SUM(split = 'test') AS test,"
-            " SUM(split = 'validation') AS validation, SUM(reviewed) AS reviewed,"
-            " SUM(label != given_label) AS changed, SUM(excluded) AS excluded,"
+            f" {train} AS train, {test} AS test,"
+            f" {validation} AS validation, SUM(reviewed) AS reviewed,"
+            f" {n('label != given_label')} AS changed, SUM(excluded) AS excluded,"
             " SUM(encoding_fixed) AS encoding_fixed, SUM(overlap) AS overlap, SUM(conflict) AS conflict,"
-            " SUM(text != given_text) AS repaired"
+            f" {n('text != given_text')} AS repaired"
             " FROM samples"
         )[0]
         return {k: int(row[k] or 0) for k in row.keys()}

@@ -15,11 +15,10 @@ class JobsMixin:
         if kind not in JOB_KINDS:
             raise ValueError(f"Unknown job kind {kind!r}; valid: {list(JOB_KINDS)}.")
         return self._write(
-            lambda c: int(
-                c.execute(
-                    "INSERT INTO jobs (kind, status, params, created_at) VALUES (?,?,?,?)",
-                    (kind, "queued", to_json(params), now()),
-                ).lastrowid
+            lambda c: self.dialect.insert_id(
+                c,
+                "INSERT INTO jobs (kind, status, params, created_at) VALUES (?,?,?,?)",
+                (kind, "queued", to_json(params), now()),
             )
         )
 
@@ -209,12 +208,11 @@ class JobsMixin:
         self, *, name: str, config: dict[str, Any], data: dict[str, Any], job_id: int | None
     ) -> int:
         return self._write(
-            lambda c: int(
-                c.execute(
-                    "INSERT INTO runs (job_id, name, status, config, data, created_at)"
-                    " VALUES (?,?,?,?,?,?)",
-                    (job_id, name, "running", to_json(config), to_json(data), now()),
-                ).lastrowid
+            lambda c: self.dialect.insert_id(
+                c,
+                "INSERT INTO runs (job_id, name, status, config, data, created_at)"
+                " VALUES (?,?,?,?,?,?)",
+                (job_id, name, "running", to_json(config), to_json(data), now()),
             )
         )
 

@@ -9,7 +9,6 @@ kind never reverts the other.
 from __future__ import annotations
 
 import json
-import sqlite3
 import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -25,6 +24,7 @@ from data.store.base import (
     chunks,
     now,
 )
+from data.store.dialect import Connection, dialect_of
 
 
 class LabelsMixin:
@@ -54,7 +54,7 @@ class LabelsMixin:
             df = (
                 pd.concat(parts, ignore_index=True)
                 if parts
-                else self._frame(f"SELECT {cols} FROM samples WHERE 0")
+                else self._frame(f"SELECT {cols} FROM samples WHERE 1 = 0")
             )
             df = df.set_index("id").loc[ids].reset_index()
         for col in ("excluded", "reviewed", "conflict", "encoding_fixed"):
@@ -147,7 +147,7 @@ class LabelsMixin:
 
     def _append_events(
         self,
-        conn: sqlite3.Connection,
+        conn: Connection,
         actions: list[tuple[int, str, str | None]],
         reviewer: str,
         batch_id: str,
@@ -184,7 +184,8 @@ class LabelsMixin:
                 old_text, new_text = row["text"], value
             else:
                 new_label = value
-            cur = conn.execute(
+            event_id = dialect_of(conn).insert_id(
+                conn,
                 "INSERT INTO label_events (sample_id, action, old_label, new_label, old_excluded,"
                 " new_excluded, reviewer, created_at, batch_id, undoes_batch, old_text, new_text)"
                 " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -203,7 +204,7 @@ class LabelsMixin:
                     new_text,
                 ),
             )
-            event_ids.append(int(cur.lastrowid))
+            event_ids.append(event_id)
             texts_changed |= self._refresh_state(conn, int(sample_id))
         if texts_changed:
             # The neighbor graph was built from the old texts: the next analysis rebuilds it.
@@ -211,7 +212,7 @@ class LabelsMixin:
         return event_ids
 
     @staticmethod
-    def _refresh_state(conn: sqlite3.Connection, sample_id: int, *, fts: bool = True) -> bool:
+    def _refresh_state(conn: Connection, sample_id: int, *, fts: bool = True) -> bool:
         """Recompute one sample's materialised state from its events (the log is the truth);
         returns whether its current text changed. ``fts``: update the row's entry in the text
         search index too (a caller that rebuilds the whole index passes False)."""
@@ -225,24 +226,22 @@ class LabelsMixin:
             "SELECT given_label, given_text, text FROM samples WHERE id = ?", (sample_id,)
         ).fetchone()
         state = derive_state(given_label, [dict(e) for e in events], given_text=given_text)
+        dialect = dialect_of(conn)
+        disagrees = dialect.as_int("predicted_label IS NOT NULL AND predicted_label != ?")
         conn.execute(
-            "UPDATE samples SET label = :label, excluded = :excluded, reviewed = :reviewed,"
-            " reviewer = :reviewer, reviewed_at = :reviewed_at, n_reviewers = :n_reviewers,"
-            " conflict = :conflict, text = :text,"
-            " disagrees = (predicted_label IS NOT NULL AND predicted_label != :label)"
-            " WHERE id = :id",
-            {**state, "id": sample_id},
+            "UPDATE samples SET label = ?, excluded = ?, reviewed = ?, reviewer = ?,"
+            " reviewed_at = ?, n_reviewers = ?, conflict = ?, text = ?,"
+            f" disagrees = {disagrees} WHERE id = ?",
+            (
+                *(state[k] for k in _STATE_COLUMNS),
+                state["label"],
+                sample_id,
+            ),
         )
         if state["text"] == text:
             return False
-        if fts:  # an external-content index: delete the old entry with its old text
-            conn.execute(
-                "INSERT INTO samples_fts (samples_fts, rowid, text) VALUES ('delete', ?, ?)",
-                (sample_id, text),
-            )
-            conn.execute(
-                "INSERT INTO samples_fts (rowid, text) VALUES (?, ?)", (sample_id, state["text"])
-            )
+        if fts:  # (SQLite's external-content index: the old entry goes with its old text)
+            dialect.search_index_replace(conn, sample_id, text, state["text"])
         return True
 
     def rebuild_state(self) -> None:
@@ -250,7 +249,7 @@ class LabelsMixin:
         self._write(self.rebuild_from_log)
 
     @classmethod
-    def rebuild_from_log(cls, conn: sqlite3.Connection) -> None:
+    def rebuild_from_log(cls, conn: Connection) -> None:
         """:meth:`rebuild_state` inside the caller's transaction (a restore uses it on a
         database that is not open as a Workspace yet)."""
 
@@ -259,10 +258,12 @@ class LabelsMixin:
             return {int(r[0]): r[1] for r in conn.execute(sql)}
 
         before = differing()
+        dialect = dialect_of(conn)
+        disagrees = dialect.as_int("predicted_label IS NOT NULL AND predicted_label != given_label")
         conn.execute(
             "UPDATE samples SET label = given_label, excluded = 0, reviewed = 0,"
             " reviewer = NULL, reviewed_at = NULL, n_reviewers = 0, conflict = 0,"
-            " disagrees = (predicted_label IS NOT NULL AND predicted_label != given_label)"
+            f" disagrees = {disagrees}"
         )
         if before:
             conn.execute("UPDATE samples SET text = given_text WHERE text != given_text")
@@ -271,7 +272,7 @@ class LabelsMixin:
         if differing() != before:
             # Texts changed (or were not what the log says): the search index and the
             # neighbor graph follow the texts.
-            conn.execute("INSERT INTO samples_fts (samples_fts) VALUES ('rebuild')")
+            dialect.search_index_rebuild(conn)
             conn.execute("DELETE FROM knn")
 
     def undo(self, *, reviewer: str) -> list[int]:
@@ -286,7 +287,7 @@ class LabelsMixin:
         self._backup_if_due(len(event_ids))
         return event_ids
 
-    def _undo(self, conn: sqlite3.Connection, reviewer: str) -> list[int]:
+    def _undo(self, conn: Connection, reviewer: str) -> list[int]:
         row = conn.execute(
             "SELECT batch_id FROM label_events e WHERE reviewer = ? AND action != 'undo'"
             " AND NOT EXISTS (SELECT 1 FROM label_events u WHERE u.undoes_batch = e.batch_id)"
@@ -335,6 +336,19 @@ class LabelsMixin:
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
         return self._frame(sql, params)
+
+
+# The derived columns _refresh_state writes, in its UPDATE's order.
+_STATE_COLUMNS = (
+    "label",
+    "excluded",
+    "reviewed",
+    "reviewer",
+    "reviewed_at",
+    "n_reviewers",
+    "conflict",
+    "text",
+)
 
 
 def derive_state(

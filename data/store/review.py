@@ -60,14 +60,15 @@ class ReviewMixin:
         """
         where: list[str] = []
         params: list[Any] = []
+        sqlite = self.dialect.name == "sqlite"
         phrase = '"' + search.replace('"', '""') + '"' if search else ""  # quoted = literal
-        rare = bool(search) and len(search) >= 3 and self._rare(phrase)
+        rare = sqlite and bool(search) and len(search) >= 3 and self._rare(phrase)
         narrow = (
             rare
             or ids is not None
             or True in (flagged, disagrees, reviewed, conflict, outlier, duplicate, dup_conflict)
         )
-        broad = "+" if narrow else ""
+        broad = self.dialect.hint if narrow else ""
         for flag, column in (
             (flagged, "is_label_issue"),
             (disagrees, "disagrees"),
@@ -91,15 +92,19 @@ class ReviewMixin:
             where.append("s.predicted_prob >= ?")
             params.append(float(min_prob))
         if search:
+            escaped = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             if rare:
                 # The trigram index finds the few rows of a rare substring at once.
                 where.append("s.id IN (SELECT rowid FROM samples_fts WHERE samples_fts MATCH ?)")
                 params.append(phrase)
-            else:
+            elif sqlite:
                 # A common (or short) substring: scanning in the queue's order finds a page of
                 # matches after a few rows, where the index would list most of the table.
                 where.append("s.text LIKE ? ESCAPE '\\'")
-                escaped = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+                params.append(f"%{escaped}%")
+            else:
+                # PostgreSQL: the planner weighs the pg_trgm index against the scan itself.
+                where.append("s.text ILIKE ? ESCAPE '\\'")
                 params.append(f"%{escaped}%")
         if for_reviewer is not None:
             # A reviewer's queue: rows nobody reviewed, plus double-review rows still waiting
@@ -156,9 +161,9 @@ class ReviewMixin:
             filters.get("disagrees"),
             filters.get("reviewed"),
         )
-        if narrow and not by_quality_index:
+        if narrow and not by_quality_index and self.dialect.hint:
             # Sort the few matches; walking the order's index would visit most of the table.
-            order_sql = order_sql.replace("ORDER BY s.", "ORDER BY +s.")
+            order_sql = order_sql.replace("ORDER BY s.", f"ORDER BY {self.dialect.hint}s.")
         if count_cap is None:
             total = int(self._read("SELECT COUNT(*) FROM samples s" + clause, params)[0][0])
         else:
@@ -251,7 +256,9 @@ class ReviewMixin:
         cutoff = int(round(share * 2**31))
 
         def write(conn) -> int:
-            conn.execute("UPDATE samples SET overlap = (rand < ?)", (cutoff,))
+            conn.execute(
+                f"UPDATE samples SET overlap = {self.dialect.as_int('rand < ?')}", (cutoff,)
+            )
             return int(conn.execute("SELECT COUNT(*) FROM samples WHERE overlap = 1").fetchone()[0])
 
         n = self._write(write)
@@ -275,12 +282,13 @@ class ReviewMixin:
 
     def reviewer_progress(self) -> pd.DataFrame:
         """Per reviewer: actions, samples touched, labels changed, undos, first and last action."""
+        n = self.dialect.count_if
+        changed = n("action IN ('accept', 'relabel', 'resolve') AND new_label != old_label")
+        confirmed, excluded, undos = (n(f"action = '{a}'") for a in ("confirm", "exclude", "undo"))
         return self._frame(
             "SELECT reviewer, COUNT(*) AS actions, COUNT(DISTINCT sample_id) AS samples,"
-            " SUM(action IN ('accept', 'relabel', 'resolve') AND new_label != old_label)"
-            " AS labels_changed,"
-            " SUM(action = 'confirm') AS confirmed, SUM(action = 'exclude') AS excluded,"
-            " SUM(action = 'undo') AS undos, MIN(created_at) AS first_action,"
+            f" {changed} AS labels_changed, {confirmed} AS confirmed, {excluded} AS excluded,"
+            f" {undos} AS undos, MIN(created_at) AS first_action,"
             " MAX(created_at) AS last_action"
             " FROM label_events GROUP BY reviewer ORDER BY actions DESC"
         )
@@ -288,10 +296,12 @@ class ReviewMixin:
     def flag_review_counts(self) -> dict[str, int]:
         """Flagged rows of the latest analysis: reviewed, of those found wrong (label changed or
         excluded), and not yet reviewed. The input to ``curation.reviewing.remaining_errors``."""
+        # (the flags are INTEGER 0/1, compared: PostgreSQL has no truth value for an integer)
+        errors = self.dialect.count_if("reviewed = 1 AND (label != given_label OR excluded = 1)")
+        unreviewed = self.dialect.count_if("reviewed = 0")
         row = self._read(
-            "SELECT SUM(reviewed) AS reviewed,"
-            " SUM(reviewed AND (label != given_label OR excluded)) AS errors,"
-            " SUM(NOT reviewed) AS unreviewed FROM samples WHERE is_label_issue = 1"
+            f"SELECT SUM(reviewed) AS reviewed, {errors} AS errors,"
+            f" {unreviewed} AS unreviewed FROM samples WHERE is_label_issue = 1"
         )[0]
         return {k: int(row[k] or 0) for k in ("reviewed", "errors", "unreviewed")}
 

@@ -1,0 +1,205 @@
+"""What differs between the two databases a workspace can live in, in one place.
+
+A workspace is either an SQLite file (``store.sqlite``, the default) or a schema of the team's
+PostgreSQL database (``SECOND_LOOK_DATABASE_URL``). The store's mixins write their SQL once,
+with ``?`` placeholders, and ask the connection's dialect (:func:`dialect_of`) for the few
+things the two databases spell differently:
+
+===================== ================================= ======================================
+                      SQLite                            PostgreSQL
+===================== ================================= ======================================
+write transaction     ``BEGIN IMMEDIATE``               ``BEGIN`` + an advisory lock on the
+                                                        workspace (writers queue, as in SQLite)
+new row's id          ``cursor.lastrowid``              ``RETURNING id``
+a condition as 0/1    ``(cond)``                        ``CASE WHEN cond THEN 1 ELSE 0 END``
+count of a condition  ``SUM(cond)``                     ``COUNT(*) FILTER (WHERE cond)``
+upsert                ``INSERT OR REPLACE``             ``INSERT .. ON CONFLICT .. DO UPDATE``
+substring search      FTS5 trigram index, else LIKE     ``ILIKE`` (pg_trgm GIN index)
+planner hints         ``+s.col`` keeps an index out     none (the planner has real statistics)
+bulk insert           ``executemany``                   ``COPY .. FROM STDIN``
+===================== ================================= ======================================
+
+On SQLite the statements are exactly those the store always ran; PostgreSQL connections are
+wrapped in :class:`PgConnection`, which speaks the subset of the ``sqlite3`` connection API the
+store uses (``execute`` returning a cursor, ``executemany``, rows readable by index and name).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+# A store connection: an ``sqlite3.Connection`` or a :class:`PgConnection`.
+Connection = Any
+
+
+class SQLiteDialect:
+    name = "sqlite"
+    # Unary plus on a column keeps SQLite's planner from using an index for that condition.
+    hint = "+"
+
+    def begin(self, conn: Any) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+
+    def insert_id(self, conn: Any, sql: str, params: Sequence[Any]) -> int:
+        """Run an INSERT of one row; its new ``id``."""
+        return int(conn.execute(sql, params).lastrowid)
+
+    def as_int(self, cond: str) -> str:
+        """``cond`` as 0/1 (for an INTEGER column)."""
+        return f"({cond})"
+
+    def count_if(self, cond: str) -> str:
+        """An aggregate counting the rows where ``cond`` holds (NULL over no rows in SQLite)."""
+        return f"SUM({cond})"
+
+    def upsert(self, table: str, columns: Sequence[str], key: Sequence[str]) -> str:
+        marks = ",".join("?" * len(columns))
+        return f"INSERT OR REPLACE INTO {table} ({', '.join(columns)}) VALUES ({marks})"
+
+    def insert_many(
+        self, conn: Any, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]
+    ) -> None:
+        marks = ",".join("?" * len(columns))
+        conn.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
+
+    # -- the text search index (FTS5, external content: kept in step by hand) ---------------
+    def search_index_replace(self, conn: Any, rowid: int, old: str, new: str) -> None:
+        conn.execute(
+            "INSERT INTO samples_fts (samples_fts, rowid, text) VALUES ('delete', ?, ?)",
+            (rowid, old),
+        )
+        conn.execute("INSERT INTO samples_fts (rowid, text) VALUES (?, ?)", (rowid, new))
+
+    def search_index_rebuild(self, conn: Any) -> None:
+        conn.execute("INSERT INTO samples_fts (samples_fts) VALUES ('rebuild')")
+
+
+class PostgreSQLDialect:
+    name = "postgresql"
+    hint = ""
+
+    def begin(self, conn: Any) -> None:
+        conn.execute("BEGIN")
+        # One writer per workspace at a time, as SQLite's BEGIN IMMEDIATE: a label event reads
+        # the row's state and the log before it writes, and READ COMMITTED alone would let two
+        # writers each miss the other's event. Readers are never blocked.
+        conn.execute("SELECT pg_advisory_xact_lock(?)", (conn.lock_key,))
+
+    def insert_id(self, conn: Any, sql: str, params: Sequence[Any]) -> int:
+        return int(conn.execute(sql + " RETURNING id", params).fetchone()[0])
+
+    def as_int(self, cond: str) -> str:
+        return f"CASE WHEN {cond} THEN 1 ELSE 0 END"
+
+    def count_if(self, cond: str) -> str:
+        return f"COUNT(*) FILTER (WHERE {cond})"
+
+    def upsert(self, table: str, columns: Sequence[str], key: Sequence[str]) -> str:
+        marks = ",".join("?" * len(columns))
+        rest = [c for c in columns if c not in key]
+        sets = ", ".join(f"{c} = excluded.{c}" for c in rest)
+        return (
+            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"
+            f" ON CONFLICT ({', '.join(key)}) DO UPDATE SET {sets}"
+        )
+
+    def insert_many(
+        self, conn: Any, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]
+    ) -> None:
+        with conn.raw.cursor() as cur:
+            with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+
+    # -- the text search index: a GIN index PostgreSQL keeps in step itself ---------------
+    def search_index_replace(self, conn: Any, rowid: int, old: str, new: str) -> None:
+        pass
+
+    def search_index_rebuild(self, conn: Any) -> None:
+        pass
+
+
+SQLITE = SQLiteDialect()
+POSTGRESQL = PostgreSQLDialect()
+
+
+def dialect_of(conn: Any) -> SQLiteDialect | PostgreSQLDialect:
+    """The dialect of a store connection (a plain ``sqlite3`` connection is SQLite)."""
+    return getattr(conn, "dialect", SQLITE)
+
+
+def database_errors() -> tuple[type[BaseException], ...]:
+    """The driver errors a store call can raise: ``sqlite3.Error``, and ``psycopg.Error`` where
+    psycopg is installed (a PostgreSQL workspace: the server went away, a statement failed)."""
+    import sqlite3
+
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover - psycopg is in requirements.txt
+        return (sqlite3.Error,)
+    return (sqlite3.Error, psycopg.Error)
+
+
+# -- PostgreSQL connections with the sqlite3 API the store uses ------------------------------
+class Row(tuple):
+    """A row readable as a tuple (``row[0]``, unpacking) and by column name (``row["id"]``,
+    ``dict(row)``, ``row.keys()``), as ``sqlite3.Row``."""
+
+    __slots__ = ()
+    _names: tuple[str, ...] = ()
+    _index: dict[str, int] = {}
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, str):
+            return tuple.__getitem__(self, self._index[key])
+        return tuple.__getitem__(self, key)
+
+    def keys(self) -> list[str]:
+        return list(self._names)
+
+
+def _row_factory(cursor: Any) -> Any:
+    description = cursor.description
+    if description is None:
+        return tuple
+    names = tuple(c.name for c in description)
+    index = {n: i for i, n in enumerate(names)}
+    return type("Row", (Row,), {"__slots__": (), "_names": names, "_index": index})
+
+
+def pg_statement(sql: str) -> str:
+    """A statement with ``?`` placeholders in psycopg's spelling (``%s``; a literal ``%``
+    doubled). The store's statements hold no ``?`` inside string literals."""
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+def lock_key(schema: str) -> int:
+    """The advisory lock key of a workspace schema (a stable signed 64-bit number)."""
+    return int.from_bytes(hashlib.sha1(schema.encode()).digest()[:8], "big", signed=True)
+
+
+class PgConnection:
+    """A psycopg connection in autocommit mode (transactions are explicit ``BEGIN`` ..
+    ``COMMIT``, as the store runs them on SQLite) with ``search_path`` set to one workspace's
+    schema."""
+
+    dialect = POSTGRESQL
+
+    def __init__(self, raw: Any, schema: str):
+        self.raw = raw
+        self.schema = schema
+        self.lock_key = lock_key(schema)
+        raw.row_factory = _row_factory
+
+    def execute(self, sql: str, params: Sequence[Any] | None = ()) -> Any:
+        return self.raw.execute(pg_statement(sql), tuple(params or ()))
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> Any:
+        cur = self.raw.cursor()
+        cur.executemany(pg_statement(sql), [tuple(r) for r in rows])
+        return cur
+
+    def close(self) -> None:
+        self.raw.close()
