@@ -225,3 +225,34 @@ def test_only_admins_get_the_accounts_page(team):
     cy = signed_in("cy")  # a curator
     with pytest.raises(ValueError, match="Could not find a navigation page"):
         cy.switch_page("app_pages/team.py")
+
+
+PAGES = [
+    "app_pages/data.py",
+    "app_pages/repair.py",
+    "app_pages/issues.py",
+    "app_pages/health.py",
+    "app_pages/review.py",
+    "app_pages/train.py",
+    "app_pages/charts.py",
+    "app_pages/history.py",
+    "app_pages/reviewers.py",
+    "app_pages/audit.py",
+    "app_pages/team.py",
+    "app_pages/export.py",
+]
+
+
+def test_an_admin_opens_every_page_of_a_reviewed_workspace(team, home):
+    ws = Workspace(home / "team-a")
+    ws.relabel(0, "negative", reviewer="ana")
+    ws.relabel(1, "negative", reviewer="vic")
+    ws.undo(reviewer="vic")
+    ws.close()
+    root = signed_in("root")
+    box = root.sidebar.selectbox[0]
+    box.select_index(box.options.index("team-a")).run()
+    for page in PAGES:
+        root.switch_page(page).run()
+        assert not root.exception, (page, root.exception)
+        assert not [e.value for e in root.error], (page, [e.value for e in root.error])
