@@ -618,17 +618,9 @@ class StoreBase:
 
     @staticmethod
     def _connect(path: Path) -> sqlite3.Connection:
-        conn = sqlite3.connect(
-            path, timeout=30, check_same_thread=False, isolation_level=None
-        )  # autocommit mode: transactions are explicit (BEGIN IMMEDIATE ... COMMIT)
-        conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA journal_mode=WAL")
-        # FULL: a commit is on disk before we acknowledge it (NORMAL can lose the last commits
-        # on power loss; the reviewer was already told "saved").
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.execute("PRAGMA foreign_keys=ON")
-        conn.execute("PRAGMA busy_timeout=30000")
-        return conn
+        from data.store.sql import connect_sqlite
+
+        return connect_sqlite(path)
 
     def close(self) -> None:
         with self._lock:

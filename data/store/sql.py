@@ -43,6 +43,22 @@ def redact(url: str) -> str:
     return f"{scheme}://{user}{':***' if colon else ''}@{host}"
 
 
+def connect_sqlite(path: str | Path) -> sqlite3.Connection:
+    """An SQLite connection as the store uses them: autocommit mode (transactions are explicit,
+    ``BEGIN IMMEDIATE ... COMMIT``), WAL, ``synchronous=FULL``, foreign keys, a 30 s busy wait,
+    rows readable by name; shareable between threads (callers hold a lock)."""
+    conn = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
+    conn.row_factory = sqlite3.Row
+    if str(path) != ":memory:":
+        conn.execute("PRAGMA journal_mode=WAL")
+    # FULL: a commit is on disk before it is acknowledged (NORMAL can lose the last commits on
+    # power loss; the reviewer was already told "saved").
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("PRAGMA busy_timeout=30000")
+    return conn
+
+
 class Transaction:
     """What a write function gets: ``execute`` inside the open transaction."""
 
@@ -93,17 +109,7 @@ class Database:
                     f"Cannot connect to the database at {redact(self.target)}: "
                     f"{str(exc).strip()}. Check SECOND_LOOK_DATABASE_URL and that the server runs."
                 ) from None
-        conn = sqlite3.connect(
-            self.target, timeout=30, check_same_thread=False, isolation_level=None
-        )  # autocommit mode: transactions are explicit
-        conn.row_factory = sqlite3.Row
-        if self.target != ":memory:":
-            conn.execute("PRAGMA journal_mode=WAL")
-        # FULL: a commit is on disk before it is acknowledged.
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.execute("PRAGMA foreign_keys=ON")
-        conn.execute("PRAGMA busy_timeout=30000")
-        return conn
+        return connect_sqlite(self.target)
 
     def close(self) -> None:
         with self._lock:
