@@ -16,6 +16,7 @@ count of a condition  ``SUM(cond)``                     ``COUNT(*) FILTER (WHERE
 upsert                ``INSERT OR REPLACE``             ``INSERT .. ON CONFLICT .. DO UPDATE``
 substring search      FTS5 trigram index, else LIKE     ``ILIKE`` (pg_trgm GIN index)
 planner hints         ``+s.col`` keeps an index out     none (the planner has real statistics)
+claiming a job        (BEGIN IMMEDIATE serialises)      ``FOR UPDATE SKIP LOCKED``
 bulk insert           ``executemany``                   ``COPY .. FROM STDIN``
 ===================== ================================= ======================================
 
@@ -38,6 +39,8 @@ class SQLiteDialect:
     name = "sqlite"
     # Unary plus on a column keeps SQLite's planner from using an index for that condition.
     hint = "+"
+    # Row locks for a queue's claim: none needed, BEGIN IMMEDIATE already serialises writers.
+    skip_locked = ""
 
     def begin(self, conn: Any) -> None:
         conn.execute("BEGIN IMMEDIATE")
@@ -79,6 +82,8 @@ class SQLiteDialect:
 class PostgreSQLDialect:
     name = "postgresql"
     hint = ""
+    # A worker claiming a job passes over rows another transaction holds, instead of waiting.
+    skip_locked = " FOR UPDATE SKIP LOCKED"
 
     def begin(self, conn: Any) -> None:
         conn.execute("BEGIN")

@@ -8,6 +8,7 @@ from typing import Any
 
 from data.records import JobRecord, RunRecord
 from data.store.base import JOB_KINDS, JOB_STATUSES, StoreError, now, to_json
+from data.store.dialect import dialect_of
 
 
 class JobsMixin:
@@ -63,10 +64,11 @@ class JobsMixin:
             raise ValueError("A worker name is needed (host:pid).")
 
         def claim(c) -> int | None:
+            lock = dialect_of(c).skip_locked
             while True:
                 row = c.execute(
                     "SELECT id FROM jobs WHERE status = 'queued' AND cancel_requested = 0"
-                    " ORDER BY id LIMIT 1"
+                    " ORDER BY id LIMIT 1" + lock
                 ).fetchone()
                 if row is None:
                     return None
