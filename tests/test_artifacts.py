@@ -47,3 +47,28 @@ def test_export_refuses_a_changed_model_and_says_what_to_do(analysed):
     assert "model.safetensors has changed since it was saved" in error and "Train it again" in error
     assert "prepare_model" not in [b.key for b in at.button]
     assert not [c for c in at.code if "cli.py serve" in c.value]
+
+
+def test_cached_arrays_are_checked_against_the_store_and_recomputed_when_changed(workspace):
+    import numpy as np
+
+    matrix = np.arange(12, dtype=np.float32).reshape(4, 3)
+    workspace.put_array("feat", matrix)
+    assert workspace.get_array("feat").tolist() == matrix.tolist()
+    with workspace.array_writer("rows", rows=4) as writer:
+        writer.write(matrix)
+    assert np.asarray(workspace.open_array("rows")).tolist() == matrix.tolist()
+
+    path = workspace.folder / "cache" / "feat.npy"
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF  # one flipped byte, same size (on a shared folder, say)
+    path.write_bytes(bytes(data))
+    assert workspace.get_array("feat") is None  # never used: the caller recomputes it
+
+    (workspace.folder / "cache" / "rows.npy").unlink()
+    assert workspace.open_array("rows") is None
+    with workspace.array_writer("rows", rows=4) as writer:  # recomputed: recorded again
+        writer.write(matrix)
+    assert workspace.open_array("rows") is not None
+    workspace.set_info("artifact:rows", None)  # a file the store has no record of
+    assert workspace.open_array("rows") is None

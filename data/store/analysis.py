@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Callable, Sequence
@@ -11,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from data.artifacts import file_sha256
 from data.records import AnalysisRecord, AnalysisSummary
 from data.store.arrays import NpyRows, NpyWriter
 from data.store.base import StoreError, chunks, now, to_json
@@ -28,6 +30,9 @@ OPTIONAL_RESULT_COLUMNS: dict[str, type] = {
 
 
 # Rows of the knn table fetched per step by get_knn, and of the samples by analysis_inputs.
+log = logging.getLogger(__name__)
+# (size, mtime_ns, sha256) of the cached arrays this process verified, by path.
+_VERIFIED: dict[str, tuple[int, int, str]] = {}
 _KNN_READ_ROWS = 20_000
 _INPUT_READ_ROWS = 50_000
 
@@ -229,8 +234,11 @@ class AnalysisMixin:
 
     # -- derived arrays that depend on the texts only (e.g. text features) ------------------
     def get_array(self, key: str) -> np.ndarray | None:
-        """A cached array stored with :meth:`put_array`, or ``None``."""
+        """A cached array stored with :meth:`put_array`, or ``None`` (also when its file is not
+        the one the store recorded: the caller recomputes it)."""
         path = self._array_path(key)
+        if not self._artifact_intact(key, path):
+            return None
         try:
             return np.load(path, allow_pickle=False)
         except (OSError, ValueError):
@@ -247,19 +255,56 @@ class AnalysisMixin:
         tmp = path.with_suffix(".tmp.npy")
         np.save(tmp, np.asarray(array), allow_pickle=False)
         os.replace(tmp, path)
+        self._record_artifact(key, path)
 
     def open_array(self, key: str) -> NpyRows | None:
         """A cached 2-D array as :class:`data.store.arrays.NpyRows` (rows read on demand, for
-        arrays too big to load whole), or ``None`` when missing or unreadable."""
+        arrays too big to load whole), or ``None`` when missing, unreadable or not the file the
+        store recorded."""
+        path = self._array_path(key)
+        if not self._artifact_intact(key, path):
+            return None
         try:
-            return NpyRows(self._array_path(key))
+            return NpyRows(path)
         except (OSError, ValueError):
             return None
 
     def array_writer(self, key: str, *, rows: int, dtype: Any = np.float32) -> NpyWriter:
         """Write a cached 2-D array block by block (``with ws.array_writer(...) as w:
         w.write(block)``); it replaces ``cache/<key>.npy`` only once complete."""
-        return NpyWriter(self._array_path(key), rows=rows, dtype=dtype)
+        return NpyWriter(
+            self._array_path(key),
+            rows=rows,
+            dtype=dtype,
+            on_close=lambda path: self._record_artifact(key, path),
+        )
+
+    # Files under SECOND_LOOK_HOME are shared by replicas and workers (and may sit on a network
+    # folder): the database keeps each one's size and SHA-256, and a file that is missing or
+    # differs is recomputed by its caller, never used. A file verified once in this process is
+    # not hashed again while its size and modification time stay the same.
+    def _record_artifact(self, key: str, path: Path) -> None:
+        stat = path.stat()
+        record = {"sha256": file_sha256(path), "bytes": stat.st_size}
+        self.set_info(f"artifact:{key}", record)
+        _VERIFIED[str(path)] = (stat.st_size, stat.st_mtime_ns, record["sha256"])
+
+    def _artifact_intact(self, key: str, path: Path) -> bool:
+        expected = self.info().get(f"artifact:{key}")
+        try:
+            stat = path.stat()
+        except OSError:
+            return False
+        if not expected or stat.st_size != expected.get("bytes"):
+            return False  # never recorded (an older cache) or changed: recompute
+        seen = _VERIFIED.get(str(path))
+        if seen == (stat.st_size, stat.st_mtime_ns, expected["sha256"]):
+            return True
+        if file_sha256(path) != expected["sha256"]:
+            log.warning("The cached array %s does not match its checksum: recomputing it.", path)
+            return False
+        _VERIFIED[str(path)] = (stat.st_size, stat.st_mtime_ns, expected["sha256"])
+        return True
 
     def _array_path(self, key: str) -> Path:
         if not re.fullmatch(r"[A-Za-z0-9_.=+-]{1,200}", key):

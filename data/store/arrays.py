@@ -35,11 +35,21 @@ class NpyWriter:
     [[1.0, 1.0, 1.0, 1.0], [0.0, 0.0, 0.0, 0.0]]
     """
 
-    def __init__(self, path: str | os.PathLike, *, rows: int, dtype: Any = np.float32) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        rows: int,
+        dtype: Any = np.float32,
+        on_close: Any = None,
+    ) -> None:
         self.path = Path(path)
         self.rows = int(rows)
         self.dtype = np.dtype(dtype)
         self.written = 0
+        # Called with the path once the complete file is in place (the store records its
+        # checksum).
+        self.on_close = on_close
         self._tmp = self.path.with_name(self.path.name + ".part")
         self._file: Any = None
 
@@ -77,6 +87,8 @@ class NpyWriter:
             self._tmp.unlink(missing_ok=True)
             raise ValueError(f"{self.written} rows were written, {self.rows} announced.")
         os.replace(self._tmp, self.path)
+        if self.on_close is not None:
+            self.on_close(self.path)
 
     def abort(self) -> None:
         """Drop the partial file (after an error or a cancel)."""
