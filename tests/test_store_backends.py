@@ -170,3 +170,36 @@ def test_a_schema_dropped_behind_the_stores_back_is_reported_plainly(tmp_path, t
     conn.close()
     with pytest.raises(StoreError, match="does not exist.*pg_restore"):
         Workspace(tmp_path / "w")
+
+
+def test_a_workspace_reconnects_after_the_server_drops_its_connection(tmp_path, team_db):
+    """A restart or failover of PostgreSQL ends every connection; an app replica's cached
+    workspace carries on at its next statement, and a transaction the drop cut is never half
+    committed."""
+    import psycopg
+
+    ws = Workspace.create(tmp_path / "ws", make_prepared(["a b c", "d e f"], ["x", "y"]))
+
+    def drop_connections() -> None:
+        with psycopg.connect(team_db, autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+
+    drop_connections()
+    assert ws.counts()["n"] == 2  # a read after the drop
+    drop_connections()
+    ws.relabel(0, "y", reviewer="ana")  # a write after the drop
+    assert ws.sample(0)["label"] == "y"
+
+    def cut(conn) -> None:  # the connection dies inside a transaction, after its first write
+        conn.execute("UPDATE samples SET label = 'x' WHERE id = 1")
+        drop_connections()
+        conn.execute("UPDATE samples SET label = 'x' WHERE id = 0")
+
+    with pytest.raises(psycopg.OperationalError):
+        ws._write(cut)
+    assert [ws.sample(i)["label"] for i in (0, 1)] == ["y", "y"]  # nothing of it committed
+    assert len(ws.events()) == 1
+    ws.close()

@@ -497,7 +497,9 @@ def connect_postgres(schema: str | None, *, what: str = "the team database") -> 
         ) from None
     if schema is not None:
         raw.execute("SELECT set_config('search_path', %s, false)", (quote_ident(schema),))
-    return PgConnection(raw, schema or "")
+    return PgConnection(
+        raw, schema or "", reconnect=lambda: connect_postgres(schema, what=what).raw
+    )
 
 
 class StoreBase:

@@ -192,14 +192,48 @@ class PgConnection:
 
     dialect = POSTGRESQL
 
-    def __init__(self, raw: Any, schema: str):
+    def __init__(self, raw: Any, schema: str, *, reconnect: Any = None):
         self.raw = raw
         self.schema = schema
         self.lock_key = lock_key(schema)
         raw.row_factory = _row_factory
+        # A new raw connection, for when the server dropped this one (a restart, a failover, an
+        # idle timeout): a long-running app replica then carries on at its next statement.
+        self._reconnect = reconnect
+        self._in_transaction = False
+
+    def _lost(self) -> bool:
+        return bool(self.raw.closed or self.raw.broken)
 
     def execute(self, sql: str, params: Sequence[Any] | None = ()) -> Any:
-        return self.raw.execute(pg_statement(sql), tuple(params or ()))
+        word = sql.lstrip()[:8].upper()
+        if word.startswith("ROLLBACK"):
+            self._in_transaction = False
+            if self._lost():  # the server ended the transaction with the connection
+                return None
+        elif self._lost() and self._reconnect is not None:
+            # Never inside a transaction: its first statements died with the old connection,
+            # and running the rest in a new one would commit half of it. The statement fails
+            # (the caller rolls back); the next transaction or read reconnects.
+            if not self._in_transaction:
+                self.raw = self._reconnect()
+                self.raw.row_factory = _row_factory
+        outside = not self._in_transaction  # a read, or the BEGIN of a new transaction
+        try:
+            cursor = self.raw.execute(pg_statement(sql), tuple(params or ()))
+        except Exception:
+            # A dropped connection shows only when it is used: outside a transaction the
+            # statement is retried once on a new one (nothing of it happened on the old one).
+            if not (outside and self._lost() and self._reconnect is not None):
+                raise
+            self.raw = self._reconnect()
+            self.raw.row_factory = _row_factory
+            cursor = self.raw.execute(pg_statement(sql), tuple(params or ()))
+        if word.startswith("BEGIN"):
+            self._in_transaction = True
+        elif word.startswith("COMMIT"):
+            self._in_transaction = False
+        return cursor
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> Any:
         cur = self.raw.cursor()
