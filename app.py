@@ -81,7 +81,11 @@ def warm_up() -> threading.Thread:
 
 
 from app_pages.progress import running_jobs_sidebar  # noqa: E402 - after the first paint
-from app_pages.workspace import show_database_error, sidebar  # noqa: E402
+from app_pages.workspace import (  # noqa: E402
+    database_unreachable,
+    show_database_error,
+    sidebar,
+)
 
 sidebar()
 running_jobs_sidebar()  # every page says what runs in the background, and how far along
@@ -89,5 +93,8 @@ try:
     page.run()
 except sqlite3.DatabaseError as exc:  # the workspace was damaged after it was opened?
     show_database_error(exc)
+except Exception as exc:  # noqa: BLE001 - only the team database being unreachable is handled
+    if not database_unreachable(exc):
+        raise
 finally:
     warm_up()

@@ -192,6 +192,25 @@ def show_database_error(exc: Exception) -> None:
     damaged_workspace_panel(DamagedWorkspace(path, problem))
 
 
+def database_unreachable(exc: Exception) -> bool:
+    """For app.py: when ``exc`` says the team's PostgreSQL database cannot be reached (down,
+    restarting, the network), say so plainly and return True; the next action reconnects."""
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover - psycopg is in requirements.txt
+        return False
+    if not isinstance(exc, psycopg.OperationalError):
+        return False
+    st.error(
+        "**The team database cannot be reached right now** "
+        f"({plain(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)}). "
+        "Nothing you saved before is lost. Check that PostgreSQL runs (ask your admin), then "
+        "repeat the last action: the app reconnects by itself.",
+        icon=":material/cloud_off:",
+    )
+    return True
+
+
 def remember_reviewer() -> None:
     try:
         save_preference("reviewer", reviewer())

@@ -16,7 +16,7 @@ PASSWORD = "correct horse battery"
 
 
 @pytest.fixture
-def team(home, sentiment_prepared, launched):
+def team(store_backend, home, sentiment_prepared, launched):
     """Two workspaces (team-a analysed, team-b) and four accounts: root (admin), ana
     (reviewer of team-a), vic (viewer of team-a), cy (curator of team-b)."""
     a = Workspace.create(home / "team-a", sentiment_prepared, name="team-a")
@@ -100,7 +100,8 @@ def test_pages_are_listed_by_role(team):
 def test_a_page_checks_the_role_in_the_current_workspace(team):
     team.add_member("team-b", "ana", role="curator")  # Train and Export are listed for ana now
     ana = signed_in("ana", "app_pages/train.py")
-    assert ana.session_state["workspace_path"].endswith("team-a")  # where ana is a reviewer
+    box = ana.sidebar.selectbox[0]
+    box.select_index(box.options.index("team-a")).run()  # where ana is a reviewer
     assert "may not train models" in texts(ana)
     assert "start_training" not in [b.key for b in ana.button]
     ana.switch_page("app_pages/export.py").run()
@@ -256,3 +257,19 @@ def test_an_admin_opens_every_page_of_a_reviewed_workspace(team, home):
         root.switch_page(page).run()
         assert not root.exception, (page, root.exception)
         assert not [e.value for e in root.error], (page, [e.value for e in root.error])
+
+
+def test_an_unreachable_team_database_is_said_plainly(team, monkeypatch):
+    import psycopg
+
+    root = signed_in("root")
+
+    def down(self, *args, **kwargs):
+        raise psycopg.OperationalError("connection to server on socket failed: No such file")
+
+    monkeypatch.setattr(Workspace, "counts", down)
+    root.switch_page("app_pages/data.py").run()
+    assert not root.exception
+    [error] = [e.value for e in root.error]
+    assert "The team database cannot be reached right now" in error
+    assert "Nothing you saved before is lost" in error

@@ -169,7 +169,7 @@ class ReviewMixin:
         else:
             total = int(
                 self._read(
-                    f"SELECT COUNT(*) FROM (SELECT 1 FROM samples s{clause} LIMIT ?)",
+                    f"SELECT COUNT(*) FROM (SELECT 1 FROM samples s{clause} LIMIT ?) AS capped",
                     [*params, int(count_cap) + 1],
                 )[0][0]
             )
