@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from data.export import curated_frame
 from data.store import Workspace
-from data.store.base import REQUIRED_TABLES
+from data.store.base import PG_REQUIRED_TABLES, REQUIRED_TABLES
 from tests.conftest import make_prepared
 
 HOSTILE = [
@@ -22,7 +22,7 @@ HOSTILE = [
 LABELS = ["neg'; DROP TABLE runs; --", 'pos" --']
 
 
-def hostile_workspace(tmp_path) -> Workspace:
+def hostile_workspace(tmp_path) -> Workspace:  # (on the test's backend: store_backend)
     texts = [f"{h} text {i}" for i, h in enumerate(HOSTILE * 2)]
     labels = [LABELS[i % 2] for i in range(len(texts))]
     metas = [{"source'; DROP TABLE meta; --": h} for h in HOSTILE * 2]
@@ -32,10 +32,13 @@ def hostile_workspace(tmp_path) -> Workspace:
 
 
 def tables(ws: Workspace) -> set[str]:
+    if ws.dialect.name == "postgresql":
+        sql = "SELECT table_name FROM information_schema.tables WHERE table_schema = ?"
+        return {r[0] for r in ws._read(sql, (ws.schema,))}
     return {r[0] for r in ws._read("SELECT name FROM sqlite_master WHERE type = 'table'")}
 
 
-def test_hostile_strings_are_stored_and_read_back_exactly(tmp_path):
+def test_hostile_strings_are_stored_and_read_back_exactly(tmp_path, store_backend):
     ws = hostile_workspace(tmp_path)
     assert ws.name == HOSTILE[0]
     rows = ws.samples(with_meta=True)
@@ -65,7 +68,8 @@ def test_hostile_strings_are_stored_and_read_back_exactly(tmp_path):
     run = ws.create_run(name=HOSTILE[4], config={"x": HOSTILE[0]}, data={}, job_id=job)
     assert ws.run(run).name == HOSTILE[4]
 
-    assert set(REQUIRED_TABLES) <= tables(ws)  # nothing was dropped
+    expected = PG_REQUIRED_TABLES if ws.dialect.name == "postgresql" else REQUIRED_TABLES
+    assert set(expected) <= tables(ws)  # nothing was dropped
     exported = curated_frame(ws)
     assert list(exported["id"]) == list(rows["ext_id"])
     assert list(exported["given_label"]) == list(rows["given_label"])
