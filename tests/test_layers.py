@@ -1,9 +1,9 @@
 """The layers import one way: down. A test walks every import (also those inside functions).
 
-Order, bottom to top (see README, "How the code is laid out"):
+Order, bottom to top (see README, "Where things are"):
 
     data  <  runtime  <  training  <  curation  <  jobs  <  faces (app.py, app_pages/, cli.py,
-                                                                   serving/)
+                                                                   commands/, serving/)
 
 A module may import its own package and any package below it, never one above. ``training``
 sits below ``curation`` because detection uses trained models (the fine-tuned K-fold method
