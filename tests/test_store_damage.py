@@ -7,10 +7,12 @@ write-ahead log is checkpointed into the file and the damage cannot hide behind 
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -509,4 +511,26 @@ def test_review_backups_are_spaced_out(tmp_path, sentiment_prepared):
     ws.relabel(2, "positive", reviewer="ana")
     ws.wait_for_backup()
     assert backup_version(newest) == ws.label_version()
+    ws.close()
+
+
+def test_one_review_backup_at_a_time_across_processes(tmp_path, sentiment_prepared):
+    """Two replicas reaching their backup point together: the one that finds another's backup
+    in progress (backups/backup.lock) leaves it at that; a lock left by a killed process is
+    taken over."""
+    ws = Workspace.create(tmp_path / "ws", sentiment_prepared)
+    newest = ws.folder / BACKUP_DIR / BACKUP_NAME
+    ws.backup_every_events, ws.backup_min_spacing_s, ws._last_backup_seconds = 1, 0.0, 1e-9
+    lock = ws.folder / BACKUP_DIR / "backup.lock"
+    lock.write_text("4242")  # another process is copying the workspace right now
+    ws.relabel(0, "negative", reviewer="ana")
+    ws.wait_for_backup()
+    assert backup_version(newest) == 0 and lock.exists()
+    old = time.time() - 3600
+    os.utime(lock, (old, old))  # ... or was killed an hour ago
+    ws._backup_tried_at = float("-inf")
+    ws.relabel(1, "negative", reviewer="ana")
+    ws.wait_for_backup()
+    assert backup_version(newest) == ws.label_version() == 2
+    assert not lock.exists()  # released after the backup
     ws.close()
