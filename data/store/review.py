@@ -122,7 +122,7 @@ class ReviewMixin:
     def _rare(self, phrase: str, *, threshold: int = 2000) -> bool:
         """Whether a search phrase matches at most ``threshold`` rows (by the trigram index)."""
         rows = self._read(
-            "SELECT COUNT(*) FROM (SELECT 1 FROM samples_fts WHERE samples_fts MATCH ? LIMIT ?)",
+            "SELECT COUNT(*) FROM (SELECT 1 FROM samples_fts WHERE samples_fts MATCH ? LIMIT ?) AS capped",
             (phrase, threshold + 1),
         )
         return int(rows[0][0]) <= threshold
