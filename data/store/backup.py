@@ -281,6 +281,7 @@ class BackupMixin:
     backup_interval_s: float = BACKUP_INTERVAL_S
     backup_every_events: int = BACKUP_EVERY_EVENTS
     backup_min_spacing_s: float = BACKUP_MIN_SPACING_S
+    backup_spacing_factor: float = BACKUP_SPACING_FACTOR
     _last_backup_seconds: float = 0.0
     _backup_thread: threading.Thread | None = None
     _events_since_backup: int = 0
@@ -322,7 +323,7 @@ class BackupMixin:
             newest = newest_backup(self.folder)
             age = time.time() - newest.taken_at.timestamp() if newest else float("inf")
             took = self._last_backup_seconds or _expected_backup_seconds(self.db_path)
-            spacing = max(self.backup_min_spacing_s, BACKUP_SPACING_FACTOR * took)
+            spacing = max(self.backup_min_spacing_s, self.backup_spacing_factor * took)
             if age < self.backup_interval_s and (
                 self._events_since_backup < self.backup_every_events or age < spacing
             ):
