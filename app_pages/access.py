@@ -9,12 +9,11 @@ top of a page that a role may not open at all.
 
 from __future__ import annotations
 
-import ipaddress
 from pathlib import Path
 
 import streamlit as st
 
-from data.home import team_configured
+from data.home import is_loopback, team_configured
 
 TOKEN_KEY = "_session_token"
 ACCOUNT_KEY = "_account"
@@ -24,20 +23,6 @@ NOTICE_KEY = "_sign_in_notice"
 def listening_address() -> str:
     """The address the server listens on ("" means every interface)."""
     return str(st.get_option("server.address") or "").strip()
-
-
-def is_loopback(address: str) -> bool:
-    """Whether ``address`` reaches this machine only.
-
-    >>> [is_loopback(a) for a in ("127.0.0.1", "localhost", "::1", "0.0.0.0", "", "10.0.0.5")]
-    [True, True, True, False, False, False]
-    """
-    if address.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(address.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def _refuse_solo(address: str) -> None:

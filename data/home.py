@@ -9,6 +9,7 @@ store), so the app can decide solo or team before it draws anything.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 
@@ -32,3 +33,19 @@ def team_configured(root: str | os.PathLike | None = None) -> bool:
     (Whether accounts exist is :func:`data.store.accounts.team_mode`'s question.)"""
     home = Path(root) if root is not None else workspaces_root()
     return bool(database_url()) or (home / DIRECTORY_FILE).exists()
+
+
+def is_loopback(address: str) -> bool:
+    """Whether ``address`` reaches this machine only (``localhost``, 127.x, ``::1``): where solo
+    mode may serve the app, and ``cli.py serve`` may answer without a token.
+
+    >>> [is_loopback(a) for a in ("127.0.0.1", "localhost", "::1", "0.0.0.0", "", "10.0.0.5")]
+    [True, True, True, False, False, False]
+    """
+    address = address.strip()
+    if address.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address.strip("[]")).is_loopback
+    except ValueError:
+        return False

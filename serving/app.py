@@ -18,7 +18,6 @@ rendered or logged, and never echoed back (answers carry labels and probabilitie
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import json
 import logging
 import socket
@@ -33,6 +32,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from data.home import is_loopback
 from runtime.validation import positive_int
 from serving import DEFAULT_MAX_CHARS, DEFAULT_MAX_TEXTS
 from serving.model import ServedModel, json_ready, load_served_model
@@ -360,16 +360,6 @@ def check_token(token: str) -> str:
     return token
 
 
-def is_loopback_host(host: str) -> bool:
-    """Whether ``host`` reaches this machine only (``localhost``, 127.x, ``::1``)."""
-    if host.strip().lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 def listen(host: str, port: int) -> socket.socket:
     """A socket bound to ``host:port`` (port 0: a free one), or a :class:`ServeError`."""
     try:
@@ -415,7 +405,7 @@ def serve(
     import uvicorn
 
     limits = limits or Limits()
-    if token is None and not is_loopback_host(host):
+    if token is None and not is_loopback(host):
         raise ServeError(
             f"Serving on {host} without a token would answer anyone who can reach this machine. "
             "Give a token (--token-file FILE, or SECOND_LOOK_SERVE_TOKEN), or serve on "
