@@ -32,6 +32,7 @@ COLUMN_WORDS = {
     "reviewed_at": "reviewed at",
     "encoding_fixed": "encoding fixed",
     "given_text": "text as imported",
+    "text_original": "text as imported",
     "train_rows": "training rows",
     "eval_rows": "test rows",
     "verified_rows": "verified rows",

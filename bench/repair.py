@@ -9,7 +9,7 @@ the default-kind proposals as one batch (Workspace.repair_texts), then checks th
 how many ftfy (with the same encoding-only configuration) would still change, how many still
 hold ``&amp;`` or another complete HTML entity, and whether a second pass proposes anything.
 Then one undo reverts the batch and the texts are compared with the import, and the export is
-read back (``text`` repaired, ``given_text`` exactly as imported). Prints the figures and
+read back (``text`` repaired, ``text_original`` exactly as imported). Prints the figures and
 writes ``bench/results/repair-demo-<date>.json`` and ``.md``.
 """
 
@@ -129,8 +129,8 @@ def main() -> int:
 
         export = export_dataset(ws, Path(tmp) / "curated.parquet", fmt="parquet")
         back = pd.read_parquet(export)
-        results["export_given_text_equals_import"] = bool(
-            back["given_text"].tolist() == imported.tolist()
+        results["export_text_original_equals_import"] = bool(
+            back["text_original"].tolist() == imported.tolist()
         )
         results["export_text_equals_repaired"] = bool(back["text"].tolist() == after.tolist())
 
@@ -203,7 +203,7 @@ def report(r: dict) -> str:
         "",
         f"A second pass proposes {a['second_pass_proposals']:,} repairs. The export reads back "
         f"with `text` = the repaired texts ({r['export_text_equals_repaired']}) and "
-        f"`given_text` = the imported ones ({r['export_given_text_equals_import']}). One undo "
+        f"`text_original` = the imported ones ({r['export_text_original_equals_import']}). One undo "
         f"({r['undo_events']:,} events, {r['undo_s']} s) brings back the imported texts "
         f"({r['after_undo_equals_import']}).",
         "",

@@ -50,6 +50,9 @@ EXPORT_FORMATS = FORMATS + INSTRUCTION_FORMATS
 # The file suffix each format is written with.
 SUFFIXES = {"csv-spreadsheet": "csv", "instruction": "jsonl", "chat": "jsonl"}
 DEFAULT_LABEL_FIELD = "Sentiment"
+# The export's name for the text as imported (the store's ``given_text``): the name the repair
+# issue and users know, beside ``text``, the current one.
+ORIGINAL_TEXT_COLUMN = "text_original"
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -63,8 +66,9 @@ def curated_frame(
     (e.g. ``"train"``) keeps only that split's rows; ``None`` keeps all.
 
     ``text`` is the current text. Once any text of the workspace was repaired (Text repair),
-    ``given_text`` follows it, on every row and in every split's export: the text exactly as
-    imported. A workspace without repairs exports as before (no ``given_text`` column).
+    ``text_original`` (:data:`ORIGINAL_TEXT_COLUMN`, the store's ``given_text``) follows it, on
+    every row and in every split's export: the text exactly as imported. A workspace without
+    repairs exports as before (no ``text_original`` column).
     """
     rows = ws.samples(with_meta=include_metadata)
     repaired = bool((rows["text"] != rows["given_text"]).any())
@@ -74,7 +78,7 @@ def curated_frame(
         {
             "id": rows["ext_id"],
             "text": rows["text"],
-            **({"given_text": rows["given_text"]} if repaired else {}),
+            **({ORIGINAL_TEXT_COLUMN: rows["given_text"]} if repaired else {}),
             "label": rows["label"],
             "given_label": rows["given_label"],
             "changed": rows["label"] != rows["given_label"],

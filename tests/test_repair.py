@@ -1,6 +1,6 @@
 """Text repair as a reviewable step: proposals (curation.repair), repair_text events in the log
 (accept, undo, interleaved with relabels, rebuilt from the log, restored from a backup), the
-export's ``given_text``, the schema-5 upgrade, the CLI and the Text repair page."""
+export's ``text_original``, the schema-5 upgrade, the CLI and the Text repair page."""
 
 from __future__ import annotations
 
@@ -245,10 +245,10 @@ def test_a_restore_keeps_repair_events_newer_than_the_backup(ws):
 # ------------------------------------------------------------------------------- export
 
 
-def test_every_split_exports_given_text_once_any_text_was_repaired(ws, tmp_path):
+def test_every_split_exports_text_original_once_any_text_was_repaired(ws, tmp_path):
     ws.repair_texts([(0, FIXED)], reviewer="ana")  # a train row; the test rows are untouched
     back = read_back(export_dataset(ws, tmp_path / "t.csv", fmt="csv", split="test"), "csv")
-    assert [(r["text"], r["given_text"]) for r in back] == [(TEXTS[2],) * 2, (TEXTS[4],) * 2]
+    assert [(r["text"], r["text_original"]) for r in back] == [(TEXTS[2],) * 2, (TEXTS[4],) * 2]
 
 
 def test_the_export_carries_the_current_and_the_imported_text_exactly(tmp_path):
@@ -270,7 +270,7 @@ def test_the_export_carries_the_current_and_the_imported_text_exactly(tmp_path):
     ]
     ws = import_rows(write_input(rows, "csv", "utf-8"), "csv", tmp_path)
     path = export_dataset(ws, tmp_path / "plain.csv", fmt="csv")
-    assert "given_text" not in read_back(path, "csv")[0]  # no repair: the export as before
+    assert "text_original" not in read_back(path, "csv")[0]  # no repair: the export as before
     found = propose_repairs(ws.samples()["text"], ws.samples()["id"].tolist())
     ws.repair_texts(zip(found["sample_id"], found["proposed"], strict=True), reviewer="ana")
     ws.relabel(1, "positive", reviewer="ana")
@@ -280,10 +280,10 @@ def test_the_export_carries_the_current_and_the_imported_text_exactly(tmp_path):
         if fmt == "csv-spreadsheet":
             continue  # changes formula-like cells on purpose
         back = read_back(export_dataset(ws, tmp_path / f"out.{fmt}", fmt=fmt), fmt)
-        assert list(back[0])[:3] == ["id", "text", "given_text"], fmt
+        assert list(back[0])[:3] == ["id", "text", "text_original"], fmt
         assert [r["id"] for r in back] == [r["id"] for r in rows], fmt
         assert [r["text"] for r in back] == current, fmt
-        assert [r["given_text"] for r in back] == texts, fmt
+        assert [r["text_original"] for r in back] == texts, fmt
         assert [r["label"] for r in back] == [
             "positive",
             "positive",
@@ -293,14 +293,14 @@ def test_the_export_carries_the_current_and_the_imported_text_exactly(tmp_path):
         ], fmt
         assert [r["given_label"] for r in back] == [r["label"] for r in rows], fmt
     train = read_back(export_dataset(ws, tmp_path / "t.csv", fmt="csv", split="test"), "csv")
-    assert all("given_text" in r for r in train)  # every split's export has the same columns
+    assert all("text_original" in r for r in train)  # every split's export has the same columns
     chat = export_dataset(ws, tmp_path / "chat.jsonl", fmt="chat").read_text("utf-8")
     assert json.loads(chat.splitlines()[0])["messages"][1]["content"] == FIXED
     ws.undo(reviewer="ana")
     ws.undo(reviewer="ana")  # every repair undone: the export is as imported again
     path = export_dataset(ws, tmp_path / "again.csv", fmt="csv")
     back = read_back(path, "csv")
-    assert "given_text" not in back[0] and [r["text"] for r in back] == texts
+    assert "text_original" not in back[0] and [r["text"] for r in back] == texts
     ws.close()
 
 
