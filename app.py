@@ -21,7 +21,7 @@ st.set_page_config(page_title="Second Look", page_icon="🔎", layout="wide")
 
 # Before anything is drawn: solo mode serves the loopback address only, team mode a signed-in
 # account (the sign-in form otherwise). Solo mode decides this without importing the store.
-from app_pages.access import gate, highest_role  # noqa: E402
+from app_pages.access import asked_page, gate, highest_role  # noqa: E402
 
 account = gate()
 
@@ -59,6 +59,11 @@ if account is not None:  # team mode: list only the pages this account's roles m
     }
     pages = {section: entries for section, entries in pages.items() if entries}
 page = st.navigation(pages)
+if account is not None:
+    # A page's URL opened while signed out (/review): open it now, if listed for this account.
+    asked = asked_page(pages)
+    if asked is not None and asked is not page:
+        st.switch_page(asked)
 
 
 @st.cache_resource(show_spinner=False)

@@ -9,7 +9,9 @@ top of a page that a role may not open at all.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import streamlit as st
 
@@ -18,6 +20,8 @@ from data.home import is_loopback, team_configured
 TOKEN_KEY = "_session_token"
 ACCOUNT_KEY = "_account"
 NOTICE_KEY = "_sign_in_notice"
+ASKED_KEY = "_asked_page"  # the page URL a signed-out visitor opened: opened after signing in
+_PAGE_NAME = re.compile(r"[A-Za-z0-9_-]{1,100}")  # st.Page's url paths (one path segment)
 
 
 def listening_address() -> str:
@@ -70,10 +74,51 @@ def gate():
         if st.session_state.pop(TOKEN_KEY, None) is not None:
             st.session_state[NOTICE_KEY] = "Your session ended: sign in again."
         st.session_state.pop(ACCOUNT_KEY, None)
+        _remember_asked_page()
         _sign_in_form()
         st.stop()
     st.session_state[ACCOUNT_KEY] = account.name
     return account
+
+
+def page_in_url(url: str | None, base_path: str = "") -> str:
+    """The page name in a browser URL (``http://host/review`` -> ``"review"``, under the
+    server's ``base_path`` if any), or "" for the app's root or anything that is no page name.
+    Only ever compared with the url paths of the pages listed for the account."""
+    if not url or len(url) > 2000:
+        return ""
+    try:
+        path = urlsplit(url).path
+    except ValueError:
+        return ""
+    path = path.strip("/")
+    base = base_path.strip("/")
+    if base:
+        if path != base and not path.startswith(base + "/"):
+            return ""
+        path = path[len(base) :].strip("/")
+    return path if _PAGE_NAME.fullmatch(path) else ""
+
+
+def _remember_asked_page() -> None:
+    """Signed out: remember which page's URL the browser is at (st.context.url), so that
+    :func:`asked_page` can open it once the visitor has signed in (the sign-in form's reruns
+    do not carry the page any further)."""
+    asked = page_in_url(st.context.url, str(st.get_option("server.baseUrlPath") or ""))
+    if asked:
+        st.session_state[ASKED_KEY] = asked
+    else:
+        st.session_state.pop(ASKED_KEY, None)
+
+
+def asked_page(pages: dict[str, list]):
+    """After signing in: the page (of ``pages``, those listed for this account) whose URL the
+    visitor opened while signed out, else None (the app's default page then opens, no error:
+    a page the account's roles do not list is never opened). Asked once per sign-in."""
+    asked = st.session_state.pop(ASKED_KEY, None)
+    if not asked:
+        return None
+    return next((p for entries in pages.values() for p in entries if p.url_path == asked), None)
 
 
 def _sign_in_form() -> None:

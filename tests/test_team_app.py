@@ -33,8 +33,12 @@ def team(store_backend, home, sentiment_prepared, launched):
     return directory
 
 
-def signed_in(name: str, page: str | None = None) -> AppTest:
+def signed_in(name: str, page: str | None = None, *, url: str | None = None) -> AppTest:
+    """``name`` signed in, then on ``page``; ``url``: the browser's URL when signed out (a link
+    to a page: st.context.url)."""
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    if url is not None:
+        at.context = {"url": url}
     at.run()
     at.text_input(key="sign_in_name").input(name)
     at.text_input(key="sign_in_password").input(PASSWORD)
@@ -65,6 +69,63 @@ def test_nothing_is_served_before_signing_in(team):
     at.switch_page("app_pages/review.py").run()  # a page's URL: still the sign-in form
     assert [t.label for t in at.text_input] == ["Account name", "Password"]
     assert "I love this phone" not in texts(at)
+
+
+def titles(at: AppTest) -> list[str]:
+    return [t.value for t in at.title]
+
+
+def test_a_page_link_opened_signed_out_opens_after_signing_in(team):
+    """/review opened signed out: the sign-in form, then Review (not the default Data page)."""
+    ana = signed_in("ana", url="http://localhost:8501/review")
+    assert titles(ana) == ["Review"]
+    assert not ana.button(key="rv_keep").disabled  # the review card, for a reviewer
+    ana.switch_page("app_pages/data.py").run()  # asked once: the app's pages work as before
+    assert titles(ana) == ["Data"]
+    ana.run()
+    assert titles(ana) == ["Data"]
+
+
+@pytest.mark.parametrize(
+    ("name", "url"),
+    [
+        ("vic", "http://localhost:8501/team"),  # a viewer at the admins' page: not listed
+        ("ana", "http://localhost:8501/export"),  # a reviewer: no Export
+        ("ana", "http://localhost:8501/../../team%00<script>x</script>"),  # hostile
+    ],
+)
+def test_a_link_to_a_page_the_role_lacks_opens_the_default_page(team, name, url):
+    at = signed_in(name, url=url)
+    assert titles(at) == ["Data"]  # no error, no admin content
+    assert not at.error and not at.exception
+    assert "Accounts & members" not in texts(at)
+    assert not [t for t in at.text_input if t.key and t.key.startswith("team_")]
+
+
+PAGE_URLS = [  # (the browser's URL, the server's base path, the page name found)
+    ("http://h:1/review", "", "review"),
+    ("http://h:1/review/", "", "review"),
+    ("http://h:1/sl/review", "/sl/", "review"),
+    ("http://h:1/review", "sl", ""),  # not under the server's base path
+    ("http://h:1/sl", "sl", ""),
+    ("http://h:1/", "", ""),
+    (None, "", ""),
+    ("", "", ""),
+    ("http://h:1/a/b", "", ""),
+    ("http://h:1/../etc/passwd", "", ""),
+    ("http://h:1/%2e%2e", "", ""),
+    ("http://h:1/re%00view", "", ""),
+    ("http://h:1/<script>", "", ""),
+    ("http://[::1/review", "", ""),  # urlsplit refuses it
+    ("javascript:alert(1)", "", ""),
+    ("http://h:1/" + "a" * 5000, "", ""),
+]
+
+
+def test_the_page_in_a_url():
+    from app_pages.access import page_in_url
+
+    assert [page_in_url(url, base) for url, base, _ in PAGE_URLS] == [p for *_, p in PAGE_URLS]
 
 
 def test_a_wrong_password_is_refused(team):

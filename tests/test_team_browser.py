@@ -9,7 +9,9 @@ two servers on one home (two replicas) share labels and accounts. Every test als
 servers' logs and the browser console. Screenshots are left in ``test-artifacts/team-*.png``.
 
 The fixtures are per module: one home, at most two servers (the second only for the replica
-test), one Chromium with a fresh context (a fresh session) for each visitor.
+test), one Chromium with a fresh context (a fresh session) for each visitor. The replica test
+runs again on a team database in PostgreSQL (a second home and two more servers) when
+SECOND_LOOK_TEST_DATABASE_URL names a test cluster (tests/pg.py); skipped otherwise.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import contextlib
 import os
 import re
 import signal
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -69,9 +73,13 @@ REVIEWER_PAGES = [
 
 @pytest.fixture(scope="module")
 def team_home(tmp_path_factory):
+    return populate(tmp_path_factory.mktemp("team") / "home")
+
+
+def populate(home: Path) -> Path:
     """team-a (analysed: its first rows are flagged) and team-b (texts of its own); accounts
-    ana and bo (reviewers of team-a), vic (viewer of team-a), cy (curator of team-b)."""
-    home = tmp_path_factory.mktemp("team") / "home"
+    ana and bo (reviewers of team-a), vic (viewer of team-a), cy (curator of team-b). In
+    PostgreSQL when SECOND_LOOK_DATABASE_URL is set."""
     texts = POSITIVE + NEGATIVE
     labels = ["positive"] * len(POSITIVE) + ["negative"] * len(NEGATIVE)
     splits = ["test" if i % 4 == 0 else "train" for i in range(len(texts))]
@@ -100,13 +108,15 @@ class Replicas:
     """Streamlit servers on one home, started when first asked for (``replicas[1]``): a test
     that needs one server starts one. All are stopped together at the end of the module."""
 
-    def __init__(self, home):
+    def __init__(self, home, env: dict[str, str] | None = None):
         self.home = home
+        self.env = env or {}
         self.servers: dict[int, StreamlitServer] = {}
 
     def __getitem__(self, n: int) -> StreamlitServer:
         if n not in self.servers:
             srv = self.servers[n] = StreamlitServer(self.home, self.home.parent / f"replica{n}.log")
+            srv.env.update(self.env)
             srv.start()
         return self.servers[n]
 
@@ -126,6 +136,48 @@ def replicas(team_home):
         yield found
     finally:
         found.stop()
+
+
+@dataclass
+class Team:
+    """A populated home, the servers on it, and its team database's URL (None: SQLite)."""
+
+    home: Path
+    replicas: Replicas
+    database_url: str | None = None
+
+
+@pytest.fixture(scope="module")
+def pg_team(tmp_path_factory):
+    """The same team on a fresh PostgreSQL database: workspaces and accounts created there, and
+    its servers started with SECOND_LOOK_DATABASE_URL. Skipped without a test cluster."""
+    from tests.pg import fresh_database
+
+    databases = fresh_database()
+    url = next(databases)  # skips without SECOND_LOOK_TEST_DATABASE_URL
+    found = None
+    try:
+        with pytest.MonkeyPatch.context() as env:
+            env.setenv("SECOND_LOOK_DATABASE_URL", url)
+            home = populate(tmp_path_factory.mktemp("pgteam") / "home")
+        assert (home / "team-a" / "store.postgresql.json").is_file()  # in PostgreSQL
+        found = Replicas(home, {"SECOND_LOOK_DATABASE_URL": url})
+        yield Team(home, found, url)
+    finally:
+        if found is not None:
+            found.stop()
+        databases.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def team(request, monkeypatch) -> Team:
+    """The team on SQLite workspaces (the module's home and servers), or on PostgreSQL (this
+    test process then opens its workspaces there too)."""
+    if request.param == "sqlite":
+        return Team(request.getfixturevalue("team_home"), request.getfixturevalue("replicas"))
+    found = request.getfixturevalue("pg_team")
+    monkeypatch.setenv("SECOND_LOOK_DATABASE_URL", found.database_url)
+    return found
 
 
 @pytest.fixture
@@ -301,20 +353,13 @@ def first_flagged(home) -> dict:
 # --------------------------------------------------------------------------------- tests
 
 
-def test_the_sign_in_form_comes_before_anything(replica1, watch):
+def test_the_sign_in_form_comes_before_anything(replica1, team_home, watch):
     """Before signing in, the app's root and a page's own URL (/review) both show the sign-in
     form and nothing else: no page list, no workspace name, no row's text. A wrong password is
-    refused; the right one opens the app."""
+    refused; the right one opens the page whose URL was opened (/review), else the first."""
     from playwright.sync_api import expect
 
     page = watch.page()
-    page.goto(f"{replica1.url}/review")
-    sign_in_form(page)
-    wait_for_idle(page)
-    assert leaks(page, SECRETS) == []
-    expect(page.get_by_role("heading", name="Review", exact=True)).to_have_count(0)
-    expect(page.get_by_role("button", name=re.compile(r"^Keep '"))).to_have_count(0)
-
     page.goto(replica1.url)
     sign_in_form(page)
     wait_for_idle(page)
@@ -337,8 +382,46 @@ def test_the_sign_in_form_comes_before_anything(replica1, watch):
     wait_for_idle(page)
     assert signed_in_as(page) == "Signed in as ana · reviewer"
     expect(page.get_by_label("Password", exact=True)).to_have_count(0)
-    # The app opens on its first page (the page asked for before signing in is not kept).
+    # The app's root was opened: its first page.
     expect(page.get_by_role("heading", name="Data", exact=True)).to_be_visible()
+
+    # A link to a page (/review), signed out: the form, nothing of the page; then the page.
+    page = watch.page()
+    page.goto(f"{replica1.url}/review")
+    sign_in_form(page)
+    wait_for_idle(page)
+    assert leaks(page, SECRETS) == []
+    expect(page.get_by_role("heading", name="Review", exact=True)).to_have_count(0)
+    expect(page.get_by_role("button", name=re.compile(r"^Keep '"))).to_have_count(0)
+    submit(page, "bo", PASSWORD)
+    wait_for_card(page, first_flagged(team_home)["text"])
+    main = page.locator("[data-testid='stMain']")
+    expect(main.get_by_role("heading", name="Review", exact=True)).to_be_visible()
+    assert signed_in_as(page) == "Signed in as bo · reviewer"
+    assert page.url == f"{replica1.url}/review"
+    expect(nav_link(page, "Review")).to_have_attribute("aria-current", "page")
+    watch.check()
+
+
+@pytest.mark.parametrize(("name", "path"), [("vic", "team"), ("ana", "nosuchpage")])
+def test_a_link_to_a_page_the_role_lacks_opens_the_first_page(replica1, watch, name, path):
+    """A viewer at the admins' page (/team), a reviewer at a page that does not exist: after
+    signing in, the first page, no "page not found", nothing of the page asked for."""
+    from playwright.sync_api import expect
+
+    page = watch.page()
+    page.goto(f"{replica1.url}/{path}")
+    submit(page, name, PASSWORD)
+    main = page.locator("[data-testid='stMain']")
+    expect(main.get_by_role("heading", name="Data", exact=True)).to_be_visible()
+    wait_for_idle(page)
+    expect(main.locator("[data-stale='true']")).to_have_count(0)
+    assert page.url == f"{replica1.url}/"
+    text = shown_text(page)
+    for what in ("Accounts & members", "Add account", "Page not found", "may not"):
+        assert what not in text, what
+    expect(page.get_by_role("dialog")).to_have_count(0)
+    expect(nav_link(page, "Accounts & members")).to_have_count(0)
     watch.check()
 
 
@@ -412,12 +495,14 @@ def test_a_viewer_cannot_relabel_by_button_or_key(replica1, team_home, watch):
     watch.check()
 
 
-def test_two_replicas_share_labels_and_record_each_account(replica1, replica2, team_home, browser):
+def test_two_replicas_share_labels_and_record_each_account(team, browser):
     """ana on replica 1 relabels the first flagged row; bo, on replica 2 with the same row on
-    his card, sees the new label after a rerun (Next, then Prev) and keeps it. The store holds
-    both events, each with its account's name."""
+    his card (opened by its link, /review, before signing in), sees the new label after a
+    rerun (Next, then Prev) and keeps it. The store holds both events, each with its account's
+    name. On SQLite workspaces and on a PostgreSQL team database."""
     from playwright.sync_api import expect
 
+    team_home, replica1, replica2 = team.home, team.replicas[1], team.replicas[2]
     watch = Watch(browser, [replica1, replica2])
     first = first_flagged(team_home)
     sid, given, new = int(first["sample_id"]), first["label"], first["predicted_label"]
@@ -427,7 +512,7 @@ def test_two_replicas_share_labels_and_record_each_account(replica1, replica2, t
         already = len(ws.events())
         ana, bo = watch.page(), watch.page()
         sign_in(ana, replica1.url, "ana", "Review")
-        sign_in(bo, replica2.url, "bo", "Review")
+        sign_in(bo, f"{replica2.url}/review", "bo")  # the page asked for opens
         ana_labels = wait_for_card(ana, first["text"])
         bo_labels = wait_for_card(bo, first["text"])
         expect(bo_labels).to_contain_text(f"current label {given}")
