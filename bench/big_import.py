@@ -230,7 +230,7 @@ def forget_derived(ws, model_key: str | None) -> None:
     for path in (ws.folder / "cache").glob("text-*.npy"):
         path.unlink()
     if model_key is not None:
-        ws._write(lambda c: c.execute("DELETE FROM embeddings WHERE model_key = ?", (model_key,)))
+        ws.forget_embeddings(model_key)
 
 
 def real_analysis(folder: Path, embed_seconds: float) -> dict:

@@ -119,6 +119,7 @@ BOTH_BACKENDS: dict[str, dict[str, str]] = {
         "test_solo_mode_on_loopback_is_unchanged": "solo mode: no database URL",
     },
     "test_sql_injection": {},
+    "test_vectors": {},
     "test_store_issues": {
         "test_a_version_2_workspace_is_upgraded_in_place_keeping_its_labels": (
             "upgrades an SQLite file of schema version 2"

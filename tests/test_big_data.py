@@ -203,8 +203,9 @@ def test_lda_in_steps_and_from_disk_matches_one_pass(tmp_path, monkeypatch):
 
 def test_store_reads_inputs_and_the_graph_in_batches(workspace, monkeypatch):
     from data.store import analysis as store_analysis
+    from data.store import vectors
 
-    monkeypatch.setattr(store_analysis, "_KNN_READ_ROWS", 5)
+    monkeypatch.setattr(vectors, "_KNN_BLOCK_ROWS", 5)
     monkeypatch.setattr(store_analysis, "_INPUT_READ_ROWS", 5)
     rows = workspace.samples()
     n = len(rows)

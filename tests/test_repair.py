@@ -329,7 +329,7 @@ def test_a_version_4_workspace_opens_intact_and_can_repair(ws, tmp_path):
         conn.close()
     again = Workspace(folder)
     try:
-        assert again.info()["schema_version"] == SCHEMA_VERSION == 6
+        assert again.info()["schema_version"] == SCHEMA_VERSION == 7
         _assert_same(_snapshot(again, tmp_path / "after"), want)
         assert again.samples()["given_text"].tolist() == TEXTS
         again.repair_texts([(0, FIXED)], reviewer="cy")

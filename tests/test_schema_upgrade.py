@@ -17,6 +17,7 @@ from data.store import Workspace, restore_workspace
 from data.store.backup import BACKUP_DIR, BACKUP_NAME
 from data.store.base import SCHEMA_VERSION, upgrade_schema
 from tests.conftest import add_analysis
+from tests.legacy import downgrade_to_6
 
 # Version 3's columns, as its schema.py wrote them (git history), where version 4 renamed them.
 V3_SAMPLES = (
@@ -50,7 +51,9 @@ def _raw(db_path, sql: str) -> list[tuple]:
 
 
 def downgrade_to_5(db_path) -> None:
-    """The database as version 5 left it: jobs without worker, heartbeat_at and attempts."""
+    """The database as version 5 left it: jobs without worker, heartbeat_at and attempts (and
+    the embeddings and neighbour graphs in tables, as version 6 left them)."""
+    downgrade_to_6(db_path.parent)
     conn = sqlite3.connect(db_path, isolation_level=None)
     try:
         for column in ("worker", "heartbeat_at", "attempts"):
@@ -103,6 +106,8 @@ def _snapshot(ws: Workspace, out) -> dict:
         "flag_counts": ws.flag_review_counts(),
         "queue": ws.review_queue(limit=100)[0],
         "neighbors": ws.neighbors(2, k=3, model_key="enc"),
+        "knn": ws.get_knn("enc"),
+        "embeddings": ws.get_embeddings("enc", [f"h{i}" for i in range(30)]),
         "exports": {
             fmt: export_dataset(ws, out / f"export.{fmt}", fmt=fmt).read_bytes() for fmt in FORMATS
         },
@@ -115,6 +120,12 @@ def _assert_same(got: dict, want: dict) -> None:
     assert got["results"].keys() == want["results"].keys()
     for aid, frame in want["results"].items():
         pd.testing.assert_frame_equal(got["results"][aid], frame, obj=f"analysis {aid}")
+    for got_array, want_array in zip(got["knn"], want["knn"], strict=True):  # ids, distances
+        np.testing.assert_array_equal(got_array, want_array)
+        assert got_array.dtype == want_array.dtype
+    assert got["embeddings"].keys() == want["embeddings"].keys()
+    for h, vector in want["embeddings"].items():
+        np.testing.assert_array_equal(got["embeddings"][h], vector)
     for key in ("result_for", "analyses", "runs", "counts", "flag_counts"):
         assert got[key] == want[key], key
     for fmt, data in want["exports"].items():
@@ -145,6 +156,9 @@ def version_3(tmp_path, sentiment_prepared):
     n = len(ws.samples())
     ids = np.array([[(i + j) % n for j in range(1, 4)] for i in range(n)])
     ws.put_knn("enc", ids, np.tile(np.float32([0.1, 0.2, 0.3]), (n, 1)))
+    rng = np.random.default_rng(0)
+    ws.put_embeddings("enc", {f"h{i}": rng.normal(size=6) for i in range(20)})
+    ws.put_embeddings("enc", {f"h{i}": rng.normal(size=6) for i in range(15, 25)})  # 5 replaced
     job = ws.create_job("analyze", {"method": "embedding"})
     ws.update_job(job, status="failed", progress={"stage": "neighbors"}, error="stopped")
     ws.create_run(name="seed 0", config={"seed": 0}, data={"noise_rate": 0}, job_id=job)
@@ -164,7 +178,7 @@ def test_a_version_3_workspace_opens_with_everything_under_the_new_names(version
     folder, want = version_3
     ws = Workspace(folder)
     try:
-        assert ws.info()["schema_version"] == SCHEMA_VERSION == 6
+        assert ws.info()["schema_version"] == SCHEMA_VERSION == 7
         _assert_same(_snapshot(ws, tmp_path / "after"), want)
         stage = json.loads(_raw(ws.db_path, "SELECT progress FROM jobs")[0][0])
         assert stage == {"stage": "neighbors", "done": 3, "total": 9, "unit": "blocks"}
@@ -258,7 +272,7 @@ def test_a_version_5_workspace_opens_as_version_6_with_its_jobs_claimable(versio
         conn.close()
     ws = Workspace(folder)
     try:
-        assert ws.info()["schema_version"] == SCHEMA_VERSION == 6
+        assert ws.info()["schema_version"] == SCHEMA_VERSION == 7
         _assert_same(_snapshot(ws, tmp_path / "after"), want)
         old = ws.job(1)
         assert (old.status, old.worker, old.heartbeat_at, old.attempts) == ("failed", None, None, 0)

@@ -12,6 +12,7 @@ import pytest
 from data.store import Workspace
 from data.store.base import SCHEMA_VERSION
 from data.store.schema import V4_RENAMED_COLUMNS
+from tests.legacy import downgrade_to_6
 
 
 def _results(ws, **extra):
@@ -83,6 +84,7 @@ def test_a_version_2_workspace_is_upgraded_in_place_keeping_its_labels(workspace
     workspace.relabel(3, "negative", reviewer="r")
     folder = workspace.folder
     workspace.close()
+    downgrade_to_6(folder)
     conn = sqlite3.connect(folder / "store.sqlite")
     # Make it look like version 2: drop the new columns and tables.
     for col in ("is_outlier", "outlier_score", "dup_group", "dup_conflict"):

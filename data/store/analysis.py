@@ -1,11 +1,12 @@
-"""The embedding cache and the analyses (predicted probabilities, cleanlab scores)."""
+"""The analyses (predicted probabilities, cleanlab scores) and the cached arrays derived from
+the texts (the embedding cache and neighbour graphs are in :mod:`data.store.vectors`)."""
 
 from __future__ import annotations
 
 import logging
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +16,9 @@ import pandas as pd
 from data.artifacts import file_sha256
 from data.records import AnalysisRecord, AnalysisSummary
 from data.store.arrays import NpyRows, NpyWriter
-from data.store.base import StoreError, chunks, now, to_json
+from data.store.base import StoreError, now, to_json
 from data.store.dialect import Connection
+from data.store.vectors import artifact_problem, remember_verified
 
 # Optional per-row results (issue types beyond label errors) and their Python types.
 OPTIONAL_RESULT_COLUMNS: dict[str, type] = {
@@ -29,11 +31,8 @@ OPTIONAL_RESULT_COLUMNS: dict[str, type] = {
 }
 
 
-# Rows of the knn table fetched per step by get_knn, and of the samples by analysis_inputs.
 log = logging.getLogger(__name__)
-# (size, mtime_ns, sha256) of the cached arrays this process verified, by path.
-_VERIFIED: dict[str, tuple[int, int, str]] = {}
-_KNN_READ_ROWS = 20_000
+# Rows of the samples fetched per step by analysis_inputs.
 _INPUT_READ_ROWS = 50_000
 
 
@@ -84,32 +83,6 @@ class AnalysisMixin:
         if with_meta:
             out["meta"] = metas
         return out
-
-    # -- embeddings cache (implements runtime.encoder.EmbeddingCache) -----------------------
-    def get_embeddings(self, model_key: str, text_hashes: Sequence[str]) -> dict[str, np.ndarray]:
-        """Cached vectors for the given text hashes (missing ones are simply absent).
-
-        Looked up by primary key, 900 at a time: :func:`runtime.encoder.embed_texts` asks one
-        chunk (~16k texts) at a time, which costs ~0.1 s however many vectors are stored (a
-        whole-table scan per chunk would read every stored vector again for each chunk).
-        """
-        wanted = list(dict.fromkeys(text_hashes))
-        out: dict[str, np.ndarray] = {}
-        for chunk in chunks(wanted, 900):
-            rows = self._read(
-                "SELECT text_hash, vector FROM embeddings WHERE model_key = ? AND text_hash IN"
-                f" ({','.join('?' * len(chunk))})",
-                [model_key, *chunk],
-            )
-            out.update((r[0], np.frombuffer(r[1], dtype=np.float32)) for r in rows)
-        return out
-
-    def put_embeddings(self, model_key: str, items: dict[str, np.ndarray]) -> None:
-        rows = [(model_key, h, np.asarray(v, dtype=np.float32).tobytes()) for h, v in items.items()]
-        sql = self.dialect.upsert(
-            "embeddings", ("model_key", "text_hash", "vector"), key=("model_key", "text_hash")
-        )
-        self._write(lambda c: c.executemany(sql, rows))
 
     # -- analyses -------------------------------------------------------------------------
     def save_analysis(
@@ -284,127 +257,23 @@ class AnalysisMixin:
     # differs is recomputed by its caller, never used. A file verified once in this process is
     # not hashed again while its size and modification time stay the same.
     def _record_artifact(self, key: str, path: Path) -> None:
-        stat = path.stat()
-        record = {"sha256": file_sha256(path), "bytes": stat.st_size}
-        self.set_info(f"artifact:{key}", record)
-        _VERIFIED[str(path)] = (stat.st_size, stat.st_mtime_ns, record["sha256"])
+        sha256 = file_sha256(path)
+        self.set_info(f"artifact:{key}", {"sha256": sha256, "bytes": path.stat().st_size})
+        remember_verified(path, sha256)
 
     def _artifact_intact(self, key: str, path: Path) -> bool:
         expected = self.info().get(f"artifact:{key}")
-        try:
-            stat = path.stat()
-        except OSError:
-            return False
-        if not expected or stat.st_size != expected.get("bytes"):
-            return False  # never recorded (an older cache) or changed: recompute
-        seen = _VERIFIED.get(str(path))
-        if seen == (stat.st_size, stat.st_mtime_ns, expected["sha256"]):
-            return True
-        if file_sha256(path) != expected["sha256"]:
-            log.warning("The cached array %s does not match its checksum: recomputing it.", path)
-            return False
-        _VERIFIED[str(path)] = (stat.st_size, stat.st_mtime_ns, expected["sha256"])
-        return True
+        if not expected or not path.exists():
+            return False  # never recorded (an older cache) or not there: recompute
+        problem = artifact_problem(path, size=expected.get("bytes", -1), sha256=expected["sha256"])
+        if problem is not None:
+            log.warning("The cached array %s %s: recomputing it.", path, problem)
+        return problem is None
 
     def _array_path(self, key: str) -> Path:
         if not re.fullmatch(r"[A-Za-z0-9_.=+-]{1,200}", key):
             raise ValueError(f"array key {key!r} must be 1-200 letters, digits or _.=+-")
         return self.folder / "cache" / f"{key}.npy"
-
-    # -- the neighbor graph (label-independent; one per encoder) ---------------------------
-    def get_knn(self, model_key: str) -> tuple[np.ndarray, np.ndarray] | None:
-        """The stored ``(indices, distances)`` arrays, each ``(n_samples, k)`` in sample-id
-        order (int32 ids, float32 distances), or ``None`` when this encoder's graph is not
-        stored (or the rows changed)."""
-        n = int(self._read("SELECT COUNT(*) FROM samples")[0][0])
-        stored = int(self._read("SELECT COUNT(*) FROM knn WHERE model_key = ?", (model_key,))[0][0])
-        if stored != n or n == 0:
-            return None
-        indices = distances = None
-        # One blob per row (100k rows of 10 neighbours read in ~0.1 s; one SQL row per
-        # neighbour took 1.5 s), fetched in batches straight into the two arrays: holding all
-        # rows' blobs first would cost twice the graph at a million rows.
-        with self._lock:
-            cursor = self._conn.execute(
-                "SELECT neighbor_ids, distances FROM knn WHERE model_key = ? ORDER BY sample_id",
-                (model_key,),
-            )
-            row = 0
-            while batch := cursor.fetchmany(_KNN_READ_ROWS):
-                if indices is None:
-                    k = len(batch[0][0]) // 8
-                    # int32 in memory (0.16 GB less at a million rows and k = 30); int64 blobs.
-                    indices = np.empty((n, k), dtype=np.int32 if n < 2**31 else np.int64)
-                    distances = np.empty((n, k), dtype=np.float32)
-                stop = row + len(batch)
-                indices[row:stop] = np.frombuffer(
-                    b"".join(r[0] for r in batch), dtype=np.int64
-                ).reshape(len(batch), -1)
-                distances[row:stop] = np.frombuffer(
-                    b"".join(r[1] for r in batch), dtype=np.float32
-                ).reshape(len(batch), -1)
-                row = stop
-        if row != n:  # rewritten between the count and the read: let the caller rebuild it
-            return None
-        return indices, distances
-
-    def put_knn(self, model_key: str, indices: np.ndarray, distances: np.ndarray) -> None:
-        """Store the neighbour graph of all samples (row ``i`` = sample id ``i``)."""
-        indices, distances = np.asarray(indices), np.asarray(distances)
-        if not np.issubdtype(indices.dtype, np.integer):
-            raise ValueError(f"knn indices must be integers, got {indices.dtype}.")
-        n = int(self._read("SELECT COUNT(*) FROM samples")[0][0])
-        if indices.shape != distances.shape or indices.ndim != 2 or len(indices) != n:
-            raise ValueError(
-                f"knn arrays must both be (n_samples={n}, k); got {indices.shape} and "
-                f"{distances.shape}."
-            )
-
-        dialect = self.dialect
-
-        def write(conn: Connection) -> None:
-            conn.execute("DELETE FROM knn WHERE model_key = ?", (model_key,))
-            # Row by row to int64/float32 blobs: no whole-graph copy in the stored types.
-            dialect.insert_many(
-                conn,
-                "knn",
-                ("model_key", "sample_id", "neighbor_ids", "distances"),
-                (
-                    (
-                        model_key,
-                        i,
-                        indices[i].astype(np.int64).tobytes(),
-                        distances[i].astype(np.float32).tobytes(),
-                    )
-                    for i in range(n)
-                ),
-            )
-
-        self._write(write)
-
-    def neighbors(
-        self, sample_id: int, *, k: int = 5, model_key: str | None = None
-    ) -> pd.DataFrame:
-        """The ``k`` nearest other samples of one sample with their *current* labels: what the
-        review card shows to explain a flag. Empty before the first analysis."""
-        columns = ["sample_id", "text", "label", "distance", "reviewed", "excluded"]
-        if model_key is None:
-            latest = self.latest_analysis()
-            model_key = latest.settings.get("model_key") if latest is not None else None
-        rows = self._read(
-            "SELECT neighbor_ids, distances FROM knn WHERE model_key = ? AND sample_id = ?",
-            (model_key or "", int(sample_id)),
-        )
-        if not rows:
-            return pd.DataFrame(columns=columns)
-        ids = np.frombuffer(rows[0][0], dtype=np.int64)
-        dist = np.frombuffer(rows[0][1], dtype=np.float32)
-        keep = ids != int(sample_id)
-        ids, dist = ids[keep][:k], dist[keep][:k]
-        found = self.samples(ids=ids.tolist())
-        found = found.rename(columns={"id": "sample_id"})
-        found["distance"] = dist
-        return found[columns].reset_index(drop=True)
 
     def duplicate_groups(
         self, *, conflicting_only: bool = False, limit: int = 50, offset: int = 0

@@ -11,6 +11,8 @@ The files are ordinary ``.npy`` files: ``np.load`` opens them too.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
 from pathlib import Path
 from typing import Any
@@ -52,6 +54,10 @@ class NpyWriter:
         self.on_close = on_close
         self._tmp = self.path.with_name(self.path.name + ".part")
         self._file: Any = None
+        # The file's SHA-256 and size, taken as it is written (the store records them without
+        # reading the file back).
+        self._digest = hashlib.sha256()
+        self.bytes = 0
 
     def __enter__(self) -> NpyWriter:
         return self
@@ -73,8 +79,18 @@ class NpyWriter:
             raise ValueError(f"block has {block.shape[1]} columns, the file {self.columns}.")
         if self.written + len(block) > self.rows:
             raise ValueError(f"more than the {self.rows} rows announced were written.")
-        self._file.write(block.tobytes())
+        self._put(block.tobytes())
         self.written += len(block)
+
+    @property
+    def sha256(self) -> str:
+        """The hex SHA-256 of what was written so far (of the whole file once closed)."""
+        return self._digest.hexdigest()
+
+    def _put(self, data: bytes) -> None:
+        self._file.write(data)
+        self._digest.update(data)
+        self.bytes += len(data)
 
     def close(self) -> None:
         """Check the row count and move the file into place."""
@@ -105,7 +121,9 @@ class NpyWriter:
             "fortran_order": False,
             "shape": (self.rows, self.columns),
         }
-        np.lib.format.write_array_header_1_0(self._file, header)
+        head = io.BytesIO()
+        np.lib.format.write_array_header_1_0(head, header)
+        self._put(head.getvalue())
 
 
 class NpyRows:
@@ -146,6 +164,28 @@ class NpyRows:
         offset = self._offset + start * self.shape[1] * self.dtype.itemsize
         block = np.fromfile(self.path, dtype=self.dtype, count=count * self.shape[1], offset=offset)
         return block.reshape(count, self.shape[1])
+
+    def take(self, rows: Any, *, max_gap: int = 64) -> np.ndarray:
+        """The given rows (any order, repeats allowed), in that order.
+
+        Rows are read in ascending runs: rows at most ``max_gap`` apart share one read (the
+        rows between are read and dropped), so a few scattered rows of a large file cost a
+        few small reads and a dense set costs about one sequential read.
+        """
+        rows = np.asarray(rows, dtype=np.int64).ravel()
+        out = np.empty((len(rows), self.shape[1]), dtype=self.dtype)
+        if not len(rows):
+            return out
+        if rows.min() < 0 or rows.max() >= self.shape[0]:
+            raise IndexError(f"rows out of range 0..{self.shape[0] - 1} of {self.path}.")
+        order = np.argsort(rows, kind="stable")
+        ordered = rows[order]
+        breaks = np.flatnonzero(np.diff(ordered) > max_gap) + 1
+        for run in np.split(np.arange(len(ordered)), breaks):
+            first, last = int(ordered[run[0]]), int(ordered[run[-1]])
+            block = self[first : last + 1]
+            out[order[run]] = block[ordered[run] - first]
+        return out
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         """The whole array (for small files and tests: this is the one full read)."""

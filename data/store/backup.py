@@ -17,6 +17,16 @@ Restoring (:func:`restore_workspace`) copies the newest sound backup into place,
 every label event of the damaged log newer than the backup that can still be read (rows are
 read by id range, ranges that fail are split down to single rows) and recomputes the derived
 state from the log. The damaged file is renamed ``store.sqlite.damaged-<time>``, never deleted.
+
+A backup is the database alone: the files under ``artifacts/`` (embedding segments, neighbour
+graphs) are caches, which the database names with their size and SHA-256, and they are neither
+copied nor restored. What a restored database finds there is safe all the same: every file name
+is fresh (no write ever reuses one) and segments are never rewritten, so a file its records
+name is either the very file it recorded (checksum equal: used) or missing or changed (logged,
+its record dropped, its vectors embedded again, its graph rebuilt). Files written after the
+backup are named by no record of the restored database and are removed by
+:meth:`Workspace.prune_artifacts` (the next stored graph runs it). Restoring from a backup older
+than schema version 7 moves the backup's embedding and graph rows into new files.
 """
 
 from __future__ import annotations

@@ -29,9 +29,10 @@ DB_NAME = "store.sqlite"
 PG_MARKER = "store.postgresql.json"
 # 3: other issue types and the neighbor graph; 4: the one vocabulary (given_label,
 # analyzed_label, analyzed_prob); 5: text repair events (given_text, the current text derived
-# from the log); 6: workers claiming jobs (jobs.worker, jobs.heartbeat_at, jobs.attempts).
-# Older workspaces are upgraded in place on open.
-SCHEMA_VERSION = 6
+# from the log); 6: workers claiming jobs (jobs.worker, jobs.heartbeat_at, jobs.attempts);
+# 7: the embedding cache and neighbour graphs as checksummed files (data/store/vectors.py).
+# Older workspaces are upgraded in place on open, on both backends (data/store/migrate.py).
+SCHEMA_VERSION = 7
 
 # Label-setting actions: keep the label, take the model's suggestion, choose another, or settle
 # a conflict between reviewers. "undo" must stay last (apply_actions refuses it).
@@ -44,13 +45,14 @@ JOB_STATUSES = ("queued", "running", "done", "failed", "cancelled")
 ORDERS = ("quality", "uncertainty", "random", "row")
 
 
-# Tables every workspace has (``knn`` is left out: opening a version-2 workspace adds it).
+# Tables every workspace of every upgradable version has: the tables a version added are left
+# out (the upgrade on open adds them), and so are ``embeddings`` and ``knn``, which version 7
+# moved into files.
 REQUIRED_TABLES = (
     "meta",
     "samples",
     "samples_fts",
     "label_events",
-    "embeddings",
     "analyses",
     "analysis_results",
     "jobs",
@@ -398,82 +400,26 @@ def chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
 
 
 # Schema versions an open upgrades in place (in one transaction; labels and history untouched).
-UPGRADABLE_VERSIONS = (2, 3, 4, 5)
+UPGRADABLE_VERSIONS = tuple(range(2, SCHEMA_VERSION))
+# PostgreSQL workspaces began at version 6.
+PG_UPGRADABLE_VERSIONS = tuple(range(6, SCHEMA_VERSION))
 
 
-def upgrade_schema(conn: sqlite3.Connection) -> bool:
-    """Bring a database of an older schema version to :data:`SCHEMA_VERSION`, in place and in
-    one transaction; returns whether it changed anything.
-
-    Version 3 added columns and tables (issue types beyond label errors, the neighbor graph).
-    Version 4 renamed columns to the one vocabulary (``samples.original_label`` ->
-    ``given_label``, ``analysis_results.label_used`` -> ``analyzed_label``, ``given_prob`` ->
-    ``analyzed_prob``) and the stored progress stage ``"neighbours"`` to ``"neighbors"``.
-    Version 5 added ``samples.given_text`` (filled from ``text``: nothing was repaired before)
-    and ``label_events.old_text``, ``new_text`` (NULL: the old events leave the text alone).
-    Version 6 added ``jobs.worker``, ``heartbeat_at`` (NULL) and ``attempts`` (0).
-    Every step checks what is there first, so a second run (another process opening the same
-    workspace at once, a restore of an old backup) changes nothing. The caller's connection
-    must be in autocommit mode (``isolation_level=None``), as the store's are.
+def upgrade_schema(conn: sqlite3.Connection, *, folder: Path | None = None) -> bool:
+    """Bring an SQLite database of an older schema version to :data:`SCHEMA_VERSION`, in place
+    and in one transaction; returns whether it changed anything (the steps:
+    :mod:`data.store.migrate`). Files a step writes (version 7's embedding segments and graph
+    files) go to ``folder``, by default the database file's folder. Safe to run twice or from
+    two processes at once: the second finds nothing to do. The caller's connection must be in
+    autocommit mode (``isolation_level=None``), as the store's are.
     """
-    from data.store.schema import (
-        V3_RESULT_COLUMNS,
-        V3_SAMPLE_COLUMNS,
-        V3_TABLES,
-        V4_RENAMED_COLUMNS,
-        V5_EVENT_COLUMNS,
-        V5_SAMPLE_COLUMNS,
-        V6_JOB_COLUMNS,
-    )
+    from data.store.migrate import sqlite_folder, upgrade
 
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        version = json.loads(row[0])
-        if version not in UPGRADABLE_VERSIONS:  # upgraded meanwhile, or not ours to upgrade
-            conn.execute("ROLLBACK")
-            return False
-
-        def columns(table: str) -> set[str]:
-            return {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
-
-        new_given_text = "given_text" not in columns("samples")
-        for table, added in (
-            ("samples", V3_SAMPLE_COLUMNS),
-            ("analysis_results", V3_RESULT_COLUMNS),
-            ("samples", V5_SAMPLE_COLUMNS),
-            ("label_events", V5_EVENT_COLUMNS),
-            ("jobs", V6_JOB_COLUMNS),
-        ):
-            have = columns(table)
-            for name, kind in added:
-                if name not in have:
-                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
-        for statement in V3_TABLES.split(";"):
-            if statement.strip():
-                conn.execute(statement)
-        for table, old, new in V4_RENAMED_COLUMNS:
-            have = columns(table)
-            if old in have and new not in have:
-                conn.execute(f"ALTER TABLE {table} RENAME COLUMN {old} TO {new}")
-        conn.execute(
-            "UPDATE jobs SET progress = json_set(progress, '$.stage', 'neighbors')"
-            " WHERE json_valid(progress) AND json_extract(progress, '$.stage') = 'neighbours'"
-        )
-        if new_given_text:
-            conn.execute("UPDATE samples SET given_text = text")
-        conn.execute(
-            "UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),)
-        )
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
-    return True
+    return upgrade(conn, SQLITE, folder or sqlite_folder(conn))
 
 
 # Tables every PostgreSQL workspace has (no samples_fts: a GIN index serves the search).
-PG_REQUIRED_TABLES = tuple(t for t in REQUIRED_TABLES if t != "samples_fts") + ("knn",)
+PG_REQUIRED_TABLES = tuple(t for t in REQUIRED_TABLES if t != "samples_fts")
 
 
 def connect_postgres(schema: str | None, *, what: str = "the team database") -> PgConnection:
@@ -519,6 +465,8 @@ class StoreBase:
             self.dialect = POSTGRESQL
             self.schema = marker["schema"]
             self._conn, version = self._open_postgres()
+            if version in PG_UPGRADABLE_VERSIONS:
+                version = self._upgrade_postgres()
         else:
             if not self.db_path.exists():
                 raise StoreError(
@@ -617,6 +565,18 @@ class StoreBase:
             conn.close()
             raise
         return conn, version
+
+    def _upgrade_postgres(self) -> int:
+        """Upgrade the workspace's schema in one transaction under its advisory lock (replicas
+        opening it at once queue; the later ones find it upgraded); the version it is now."""
+        from data.store.migrate import upgrade
+
+        try:
+            upgrade(self._conn, POSTGRESQL, self.folder)
+        except BaseException:
+            self._conn.close()
+            raise
+        return SCHEMA_VERSION
 
     @staticmethod
     def _connect(path: Path) -> sqlite3.Connection:

@@ -208,7 +208,8 @@ class LabelsMixin:
             texts_changed |= self._refresh_state(conn, int(sample_id))
         if texts_changed:
             # The neighbor graph was built from the old texts: the next analysis rebuilds it.
-            conn.execute("DELETE FROM knn")
+            # (Its files stay until prune_artifacts: a rollback here must not lose them.)
+            conn.execute("DELETE FROM knn_graphs")
         return event_ids
 
     @staticmethod
@@ -273,7 +274,7 @@ class LabelsMixin:
             # Texts changed (or were not what the log says): the search index and the
             # neighbor graph follow the texts.
             dialect.search_index_rebuild(conn)
-            conn.execute("DELETE FROM knn")
+            conn.execute("DELETE FROM knn_graphs")
 
     def undo(self, *, reviewer: str) -> list[int]:
         """Revert ``reviewer``'s last action (a whole batch) by appending events.

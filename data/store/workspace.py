@@ -35,12 +35,20 @@ from data.store.labels import LabelsMixin
 from data.store.review import ReviewMixin
 from data.store.schema import PG_SCHEMA, PG_SEARCH_INDEX, SCHEMA
 from data.store.texts import TextsMixin
+from data.store.vectors import VectorsMixin
 
 log = logging.getLogger(__name__)
 
 
 class Workspace(
-    LabelsMixin, TextsMixin, ReviewMixin, AnalysisMixin, JobsMixin, BackupMixin, StoreBase
+    LabelsMixin,
+    TextsMixin,
+    ReviewMixin,
+    AnalysisMixin,
+    VectorsMixin,
+    JobsMixin,
+    BackupMixin,
+    StoreBase,
 ):
     """One imported dataset and everything done to it, in a folder.
 
