@@ -288,3 +288,28 @@ def test_an_upgrade_that_fails_leaves_version_6_and_no_files(workspace, monkeypa
         _assert_holds(ws, want)
     finally:
         ws.close()
+
+
+def test_the_sqlite_file_gives_back_the_moved_vectors_space_after_the_upgrade(
+    workspace, monkeypatch
+):
+    if workspace.backend != "sqlite":
+        pytest.skip("PostgreSQL reclaims a dropped table's space itself")
+    from data.store import base
+
+    monkeypatch.setattr(base, "RECLAIM_MIN_BYTES", 1 << 20)
+    vectors = _vectors(1500, dim=384)  # 2.3 MB of vectors: more than the threshold above
+    workspace.put_embeddings("m", vectors)
+    workspace.close()
+    downgrade_to_6(workspace.folder)
+    db = workspace.folder / "store.sqlite"
+    before = db.stat().st_size
+    ws = Workspace(workspace.folder)
+    try:
+        got = ws.get_embeddings("m", list(vectors))
+        assert len(got) == len(vectors)
+        free = ws._read("PRAGMA freelist_count")[0][0]
+        assert free * ws._read("PRAGMA page_size")[0][0] < (1 << 20)
+    finally:
+        ws.close()
+    assert db.stat().st_size < before - 2_000_000  # the vectors' pages left the file

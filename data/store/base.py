@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import shlex
@@ -21,6 +22,8 @@ import pandas as pd
 from data.home import database_url, workspaces_root
 from data.store.dialect import POSTGRESQL, SQLITE, PgConnection
 from data.store.sql import redact
+
+log = logging.getLogger(__name__)
 
 DB_NAME = "store.sqlite"
 # A workspace whose database is a schema of the team's PostgreSQL database holds this file
@@ -415,7 +418,30 @@ def upgrade_schema(conn: sqlite3.Connection, *, folder: Path | None = None) -> b
     """
     from data.store.migrate import sqlite_folder, upgrade
 
-    return upgrade(conn, SQLITE, folder or sqlite_folder(conn))
+    changed = upgrade(conn, SQLITE, folder or sqlite_folder(conn))
+    if changed:
+        reclaim_free_pages(conn)
+    return changed
+
+
+# Free pages worth a VACUUM after an upgrade: version 7 drops the embeddings table (1.5 GB at a
+# million texts), and an SQLite file never shrinks by itself: every backup would copy the free
+# pages too.
+RECLAIM_MIN_BYTES = 64 * 2**20
+
+
+def reclaim_free_pages(conn: sqlite3.Connection) -> None:
+    """VACUUM when at least :data:`RECLAIM_MIN_BYTES` of the file are free pages. Best effort:
+    a process holding the database open keeps the space in use until the next upgrade-free
+    VACUUM (nothing is lost, the file is only larger than it needs to be)."""
+    free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+    page = conn.execute("PRAGMA page_size").fetchone()[0]
+    if free * page < RECLAIM_MIN_BYTES:
+        return
+    try:
+        conn.execute("VACUUM")
+    except sqlite3.OperationalError as exc:  # busy: another process writes right now
+        log.warning("Could not give back %d MB of free pages: %s", free * page >> 20, exc)
 
 
 # Tables every PostgreSQL workspace has (no samples_fts: a GIN index serves the search).
