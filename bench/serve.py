@@ -13,6 +13,13 @@ The tweets are demo rows the model was not trained on. Afterwards, with the serv
 same requests' texts go straight through :meth:`serving.model.ServedModel.predict` in this
 process (no HTTP), so the HTTP + JSON share of the latency can be read off.
 
+Then the same batches with int8 linear layers (:func:`int8_in_process`: speed and how far
+the answers move). Last, the machine's compute ceiling for this model (:func:`ceiling`): the arithmetic one
+request of ``--batch`` texts needs (counted from the model's shape and the batches' padded
+lengths) against the fp32 matrix-multiply rate this CPU reaches at the model's own matrix
+shapes. No server can answer faster than that rate allows, so it says whether a throughput
+target is within this machine's reach at all.
+
 Prints the figures and writes ``bench/results/serve-<machine>-<date>.json`` and ``.md``.
 Targets (CPU): p95 < 50 ms for a single text; >= 500 texts/s in batches of 64.
 """
@@ -137,6 +144,95 @@ def in_process(model: Path, groups: list[list[str]]) -> list[float]:
     return seconds
 
 
+def forward_flops(config: object, padded_lengths: list[int]) -> float:
+    """Floating-point operations of one encoder forward pass over sequences of these (padded)
+    lengths: per layer and token, the Q/K/V/output projections (4 h^2 multiply-adds), the
+    feed-forward block (2 h f) and attention over the sequence (2 s h); 2 flops per
+    multiply-add. Embedding look-ups, norms, softmax and the classifier head are left out
+    (under 2% here), so this is a lower bound of the work."""
+    h = int(config.hidden_size)
+    f = int(config.intermediate_size)
+    layers = int(config.num_hidden_layers)
+    per_token = 4 * h * h + 2 * h * f
+    return float(sum(2 * layers * s * (per_token + 2 * s * h) for s in padded_lengths))
+
+
+def gemm_rate(config: object, tokens: int, seconds: float = 3.0) -> float:
+    """The best fp32 GFLOP/s of ``torch.mm`` at the model's own matrix shapes (``tokens`` rows
+    times hidden x hidden and hidden x intermediate), with this process's torch threads."""
+    h, f = int(config.hidden_size), int(config.intermediate_size)
+    x = torch.randn(tokens, h)
+    weights = [torch.randn(h, h), torch.randn(h, f)]
+    flops = sum(2 * tokens * w.shape[0] * w.shape[1] for w in weights)
+    best = 0.0
+    deadline = time.perf_counter() + seconds
+    with torch.inference_mode():
+        while time.perf_counter() < deadline:
+            start = time.perf_counter()
+            for _ in range(10):
+                for w in weights:
+                    torch.mm(x, w)
+            best = max(best, 10 * flops / (time.perf_counter() - start) / 1e9)
+    return best
+
+
+def int8_in_process(model: Path, batches: list[list[str]]) -> dict:
+    """The same batches with the linear layers quantised to int8 (``quantize_dynamic``): its
+    texts/s and how far its probabilities stray from fp32's, the one CPU speed-up that changes
+    no code path but the weights. Not a serving option: it changes the answers."""
+    served = load_served_model(model, device="cpu")
+    reference = [served.predict(group) for group in batches]
+    served.model = torch.ao.quantization.quantize_dynamic(
+        served.model, {torch.nn.Linear}, dtype=torch.qint8
+    )
+    for group in batches[:3]:
+        served.predict(group)
+    start = time.perf_counter()
+    quantised = [served.predict(group) for group in batches]
+    seconds = time.perf_counter() - start
+    ref, got = np.concatenate(reference), np.concatenate(quantised)
+    return {
+        "texts_per_second": round(len(ref) / seconds, 1),
+        "same_label": round(float((ref.argmax(1) == got.argmax(1)).mean()), 4),
+        "max_probability_difference": round(float(np.abs(ref - got).max()), 4),
+    }
+
+
+def ceiling(model: Path, batches: list[list[str]], *, max_length: int) -> dict:
+    """How many texts/s this CPU could score at most in requests like ``batches``, at the best
+    matrix-multiply rate measured at the model's shapes: with each request padded to its
+    longest text, as served (one batch per request of up to 64), and with no padding at all
+    (every text at its own length: the least arithmetic any implementation can do)."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    from training.inference import classifier_dir
+
+    folder = classifier_dir(model)
+    config = AutoConfig.from_pretrained(folder)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    padded_flops = unpadded_flops = 0.0
+    lengths_all: list[int] = []
+    tokens = []
+    for group in batches:
+        encoded = tokenizer(group, truncation=True, max_length=max_length)["input_ids"]
+        lengths = [len(ids) for ids in encoded]
+        padded = [max(lengths)] * len(lengths)
+        padded_flops += forward_flops(config, padded)
+        unpadded_flops += forward_flops(config, lengths)
+        lengths_all += lengths
+        tokens.append(sum(padded))
+    rate = gemm_rate(config, int(np.median(tokens)))
+    texts = len(lengths_all)
+    return {
+        "mean_tokens": round(float(np.mean(lengths_all)), 1),
+        "gemm_gflops": round(rate, 1),
+        "gflop_per_text": round(padded_flops / texts / 1e9, 3),
+        "texts_per_second": round(rate * 1e9 * texts / padded_flops, 1),
+        "gflop_per_text_unpadded": round(unpadded_flops / texts / 1e9, 3),
+        "texts_per_second_unpadded": round(rate * 1e9 * texts / unpadded_flops, 1),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", help="a folder `cli.py serve` takes (default: train one)")
@@ -199,6 +295,10 @@ def main() -> int:
             "single": summarise(in_process(model, singles), 1),
             "batch": summarise(in_process(model, batches), args.batch),
         }
+        print("the same batches with int8 linear layers ...", flush=True)
+        results["int8_in_process"] = int8_in_process(model, batches)
+        print("this CPU's ceiling for such batches ...", flush=True)
+        results["ceiling"] = ceiling(model, batches, max_length=results["model"]["max_length"])
     results["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     results["targets"] = {
         "single_p95_ms": TARGET_SINGLE_P95_MS,
@@ -255,6 +355,27 @@ def to_markdown(r: dict) -> str:
         f"({'met' if t['single_met'] else 'NOT met'}); >= {t['batch_texts_per_second']:.0f} "
         f"texts/s in batches ({'met' if t['batch_met'] else 'NOT met'}).",
     ]
+    if "ceiling" in r:
+        c = r["ceiling"]
+        lines += [
+            "",
+            f"Ceiling of this CPU for batches of {r['http']['batch']['texts_per_request']}: "
+            f"fp32 matrix multiplies at the model's shapes reach {c['gemm_gflops']} GFLOP/s "
+            f"here. A text needs {c['gflop_per_text']} GFLOP padded to its request's longest "
+            f"(as served), at most {c['texts_per_second']:,.0f} texts/s; "
+            f"{c['gflop_per_text_unpadded']} GFLOP at its own length (mean "
+            f"{c['mean_tokens']} word pieces, no padding at all: the least any implementation "
+            f"computes), at most {c['texts_per_second_unpadded']:,.0f} texts/s. Measured "
+            f"in-process: {r['in_process']['batch']['texts_per_second']:,} texts/s.",
+        ]
+    if "int8_in_process" in r:
+        q = r["int8_in_process"]
+        lines += [
+            "",
+            f"int8 linear layers (`quantize_dynamic`, in-process, not a serving option): "
+            f"{q['texts_per_second']:,} texts/s; same label as fp32 on {q['same_label']:.2%} of "
+            f"the texts, probabilities up to {q['max_probability_difference']} apart.",
+        ]
     return "\n".join(lines) + "\n"
 
 
