@@ -242,6 +242,7 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--threads", type=int, help="torch threads of the server and in-process")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
+    parser.add_argument("--tag", help="added to the results' file names (keeps earlier ones)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -311,6 +312,8 @@ def main() -> int:
     stem = out / f"serve-cpu{results['machine']['cores']}-{datetime.now(UTC):%Y%m%d}"
     if args.threads:
         stem = stem.with_name(f"{stem.name}-threads{args.threads}")
+    if args.tag:
+        stem = stem.with_name(f"{stem.name}-{args.tag}")
     stem.with_suffix(".json").write_text(json.dumps(results, indent=2))
     stem.with_suffix(".md").write_text(to_markdown(results))
     print(to_markdown(results))
