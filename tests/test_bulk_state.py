@@ -252,3 +252,14 @@ def test_save_analysis_of_some_rows_leaves_the_others(ws):
     assert (stored["label_quality"][:10] == 0.33).all()
     expected = expected_columns(first, ws.samples()["label"])
     pd.testing.assert_frame_equal(stored[10:], expected[10:])
+
+
+def test_rebuild_of_a_repaired_row_with_another_text_redoes_the_index_and_drops_the_knn(ws):
+    ws.repair_texts([(3, "mended words")], reviewer="ana")
+    ws.put_knn("enc", [[(i + 1) % 80] for i in range(80)], [[0.1]] * 80)
+    ws._write(lambda c: c.execute("UPDATE samples SET text = 'garbled' WHERE id = 3"))
+    ws.rebuild_state()
+    assert ws.sample(3)["text"] == "mended words"
+    assert ws.review_queue(search="mended words")[1] == 1
+    assert ws.review_queue(search="garbled")[1] == 0
+    assert ws.get_knn("enc") is None
