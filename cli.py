@@ -970,6 +970,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_team_commands(sub)
     _add_adapt_command(sub)
     _add_repair_command(sub)
+    _add_orphans_command(sub)
     return parser
 
 
@@ -1048,6 +1049,57 @@ def _add_repair_command(sub) -> None:
     )
     f.add_argument("--reviewer", help="who accepts (recorded with every event)")
     f.set_defaults(func=cmd_repair)
+
+
+def cmd_orphans(args: argparse.Namespace) -> int:
+    """List (or, with --drop, drop) PostgreSQL schemas that no workspace folder names."""
+    from data.home import database_url
+    from data.store import StoreError
+    from data.store.orphans import drop_orphans, find_orphans
+
+    if not database_url():
+        raise CliError("No team database: set SECOND_LOOK_DATABASE_URL.")
+    try:
+        orphans = find_orphans(args.home, min_age_minutes=args.min_age)
+    except StoreError as exc:
+        raise CliError(str(exc)) from exc
+    for o in orphans:
+        print(f"{o.schema}\t{o.name}\tcreated {o.created_at} ({o.age_minutes:.0f} min ago)")
+    if not orphans:
+        _say(f"orphans: none older than {args.min_age:g} minutes")
+    elif not args.drop:
+        # Another home (or `import --home` elsewhere) may name them: a person decides.
+        _say(
+            f"orphans: {len(orphans)} schema(s) no folder under the home names. If no other "
+            "SECOND_LOOK_HOME uses this database, drop them with --drop."
+        )
+    else:
+        dropped = drop_orphans(orphans, args.home)
+        _say(f"orphans: dropped {len(dropped)} schema(s): {', '.join(dropped)}")
+    return 0
+
+
+def _add_orphans_command(sub) -> None:
+    from data.store.orphans import MIN_AGE_MINUTES
+
+    o = sub.add_parser(
+        "orphans",
+        help="team database: list the workspace schemas no folder names (a crashed import); "
+        "--drop drops them",
+    )
+    o.add_argument("--home", help="workspaces folder (default: $SECOND_LOOK_HOME or ./workspaces)")
+    o.add_argument(
+        "--min-age",
+        type=float,
+        default=MIN_AGE_MINUTES,
+        help="only schemas created at least this many minutes ago (default: %(default)s)",
+    )
+    o.add_argument(
+        "--drop",
+        action="store_true",
+        help="drop the schemas listed (only when no other home uses the same database)",
+    )
+    o.set_defaults(func=cmd_orphans)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -112,6 +112,7 @@ BOTH_BACKENDS: dict[str, dict[str, str]] = {
         "test_failed_import_leaves_no_workspace": "expects sqlite3.IntegrityError",
     },
     "test_review_store": {},
+    "test_bulk_state": {},
     "test_concurrency": {},
     "test_worker": {},
     "test_team_app": {

@@ -17,7 +17,7 @@ from data.artifacts import file_sha256
 from data.records import AnalysisRecord, AnalysisSummary
 from data.store.arrays import NpyRows, NpyWriter
 from data.store.base import StoreError, now, to_json
-from data.store.dialect import Connection
+from data.store.dialect import Connection, dialect_of
 from data.store.vectors import artifact_problem, remember_verified
 
 # Optional per-row results (issue types beyond label errors) and their Python types.
@@ -152,18 +152,8 @@ class AnalysisMixin:
                     strict=True,
                 ),
             )
-            # The review queue reads the latest analysis from `samples` (one indexed table).
-            conn.execute(
-                "UPDATE samples SET predicted_label = r.predicted_label,"
-                " predicted_prob = r.predicted_prob, label_quality = r.label_quality,"
-                " is_label_issue = r.is_label_issue,"
-                f" disagrees = {dialect.as_int('r.predicted_label != samples.label')},"
-                " is_outlier = COALESCE(r.is_outlier, 0), outlier_score = r.outlier_score,"
-                " dup_group = r.dup_group, dup_conflict = COALESCE(r.dup_conflict, 0)"
-                " FROM analysis_results r WHERE r.analysis_id = ? AND r.sample_id = samples.id",
-                (aid,),
-            )
-            conn.execute("ANALYZE samples")  # the analysis columns' statistics changed
+            if _copy_to_samples(conn, aid):
+                conn.execute("ANALYZE samples")  # the analysis columns' statistics changed
             # Keep the two newest analyses' rows: history stays in `analyses`, but the
             # per-row results of old ones only cost space.
             conn.execute(
@@ -316,3 +306,33 @@ class AnalysisMixin:
             return int(analysis_id)
         rows = self._read("SELECT MAX(id) FROM analyses")
         return None if rows[0][0] is None else int(rows[0][0])
+
+
+def _copy_to_samples(conn: Connection, analysis_id: int) -> int:
+    """Copy an analysis's results into ``samples`` (the review queue reads the latest analysis
+    from that one indexed table), writing only the rows where a value changes; returns how many.
+
+    A row rewritten with its own values costs as much as a changed one (SQLite moves its index
+    entries, PostgreSQL adds a new version of the row to every index, the text's trigram index
+    included), and a re-analysis leaves the flags, groups and labels of most rows as they were.
+    """
+    dialect = dialect_of(conn)
+    values = {
+        "predicted_label": "r.predicted_label",
+        "predicted_prob": "r.predicted_prob",
+        "label_quality": "r.label_quality",
+        "is_label_issue": "r.is_label_issue",
+        "disagrees": dialect.as_int("r.predicted_label != samples.label"),
+        "is_outlier": "COALESCE(r.is_outlier, 0)",
+        "outlier_score": "r.outlier_score",
+        "dup_group": "r.dup_group",
+        "dup_conflict": "COALESCE(r.dup_conflict, 0)",
+    }
+    sets = ", ".join(f"{c} = {v}" for c, v in values.items())
+    changed = " OR ".join(dialect.differs(f"samples.{c}", v) for c, v in values.items())
+    cursor = conn.execute(
+        f"UPDATE samples SET {sets} FROM analysis_results r"
+        f" WHERE r.analysis_id = ? AND r.sample_id = samples.id AND ({changed})",
+        (analysis_id,),
+    )
+    return int(cursor.rowcount)
