@@ -352,12 +352,21 @@ def explain(item: Any, info: dict | None) -> None:
     result = info["result"]
     notes = []
     if item["is_label_issue"]:
+        analyzed = result.get("analyzed_label", item["label"])
+        # Once relabelled, the flag is about the label the analysis scored, not the current one:
+        # say which, or "flags the label" reads as a verdict on the reviewer's choice.
+        then = (
+            f"when analysed the label was '{plain(analyzed)}' (now '{plain(item['label'])}'): "
+            if analyzed != item["label"]
+            else ""
+        )
         notes.append(
-            f"the model gives "
-            f"'{plain(result.get('analyzed_label', item['label']))}' only "
+            f"{then}the model gives '{plain(analyzed)}' only "
             f"p {_p(result.get('analyzed_prob'))} and predicts "
             f"'{plain(item['predicted_label'])}' at p = {item['predicted_prob']:.2f}, so the "
-            "analysis (cleanlab) flags the label as a likely error"
+            "analysis (cleanlab) flags "
+            + ("that label" if then else "the label")
+            + " as a likely error"
         )
     if item["is_outlier"]:
         notes.append("an **outlier**: far from every other text in embedding space")

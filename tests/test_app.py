@@ -119,6 +119,26 @@ def test_review_relabel_and_undo_through_the_card(analysed):
     assert list(events["action"]) == ["undo", "accept"]
 
 
+def test_the_flag_is_explained_against_the_label_the_analysis_scored(analysed):
+    at = app("app_pages/review.py")
+    at.sidebar.text_input(key="reviewer").input("ana").run()
+    first = analysed.review_queue(flagged=True, limit=1)[0].iloc[0]
+
+    def why() -> str:
+        return next(m.value for m in at.markdown if m.value.startswith("**Why it is here:**"))
+
+    assert "when analysed" not in why()
+    assert f"the model gives '{first['label']}' only" in why()
+    at.button(key="rv_accept").click().run()  # relabelled to the prediction, still flagged
+    at.button(key="rv_prev").click().run()
+    assert not at.exception, at.exception
+    text = why()
+    assert (
+        f"when analysed the label was '{first['label']}' (now '{first['predicted_label']}')" in text
+    ), text
+    assert "flags that label as a likely error" in text
+
+
 def test_review_exclude_and_text_is_plain(analysed):
     at = app("app_pages/review.py")
     at.sidebar.text_input(key="reviewer").input("bo").run()
