@@ -49,11 +49,11 @@ from team import (  # noqa: E402
     _restore_env,
     fresh_database,
     loadavg,
+    save_fake_analysis,
     server_url_of,
 )
 
 from data.prepare import prepare_dataset  # noqa: E402
-from data.records import AnalysisSummary  # noqa: E402
 from data.store import Workspace  # noqa: E402
 
 # The state compared before and after the rebuild: STATE_SQL plus what an analysis sets.
@@ -117,16 +117,6 @@ def profiled(ws: Workspace, fn, *args, **kwargs) -> dict:
     }
 
 
-def save(ws: Workspace, analysis) -> None:
-    ws.save_analysis(
-        analysis,
-        method="bench",
-        settings={},
-        label_version=ws.label_version(),
-        summary=AnalysisSummary(n_issues=int(analysis["is_label_issue"].sum())),
-    )
-
-
 def reviewers_events(ws: Workspace, args: argparse.Namespace, rng: np.random.Generator) -> int:
     """Relabels, excludes, repairs and undos on random rows; the number of events added."""
     n = ws.counts()["n"]
@@ -168,18 +158,18 @@ def run(args: argparse.Namespace) -> dict:
         frame = ws.samples()
         first = review_bench.fake_analysis(frame["label"], frame["id"], seed=args.seed)
         print(f"imported {args.rows:,} rows in {out['import_seconds']} s", flush=True)
-        out["save_analysis_first"] = profiled(ws, save, ws, first)
+        out["save_analysis_first"] = profiled(ws, save_fake_analysis, ws, first)
         print(f"save_analysis (first): {out['save_analysis_first']['seconds']} s", flush=True)
         t0 = time.perf_counter()
         out["events"] = reviewers_events(ws, args, rng)
         out["events_seconds"] = round(time.perf_counter() - t0, 1)
         print(f"{out['events']:,} events in {out['events_seconds']} s", flush=True)
-        out["save_analysis_same"] = profiled(ws, save, ws, first)
+        out["save_analysis_same"] = profiled(ws, save_fake_analysis, ws, first)
         print(f"save_analysis (same values): {out['save_analysis_same']['seconds']} s", flush=True)
         frame = ws.samples()
         second = review_bench.fake_analysis(frame["label"], frame["id"], seed=args.seed + 7)
         del frame
-        out["save_analysis_new"] = profiled(ws, save, ws, second)
+        out["save_analysis_new"] = profiled(ws, save_fake_analysis, ws, second)
         print(f"save_analysis (new values): {out['save_analysis_new']['seconds']} s", flush=True)
         before = ws._frame(FULL_STATE_SQL)
         out["rebuild_state"] = profiled(ws, ws.rebuild_state)

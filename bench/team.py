@@ -160,6 +160,17 @@ def database_mib(ws: Workspace) -> float:
     return round(int(size) / 2**20)
 
 
+def save_fake_analysis(ws: Workspace, analysis) -> None:
+    """Store a fake analysis (bench/review.py ``fake_analysis``) as the latest one."""
+    ws.save_analysis(
+        analysis,
+        method="bench",
+        settings={},
+        label_version=ws.label_version(),
+        summary=AnalysisSummary(n_issues=int(analysis["is_label_issue"].sum())),
+    )
+
+
 def build(folder: Path, rows: int, seed: int) -> dict:
     """A workspace of ``rows`` synthetic rows with a fake analysis (as bench/review.py), in the
     backend ``SECOND_LOOK_DATABASE_URL`` selects (set: a PostgreSQL schema)."""
@@ -175,13 +186,7 @@ def build(folder: Path, rows: int, seed: int) -> dict:
     frame = ws.samples()
     analysis = review_bench.fake_analysis(frame["label"], frame["id"], seed=seed)
     del frame
-    ws.save_analysis(
-        analysis,
-        method="bench",
-        settings={},
-        label_version=ws.label_version(),
-        summary=AnalysisSummary(n_issues=int(analysis["is_label_issue"].sum())),
-    )
+    save_fake_analysis(ws, analysis)
     t3 = time.perf_counter()
     ws.wait_for_backup()
     out = {
